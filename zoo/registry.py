@@ -260,6 +260,7 @@ def run_experiment(
         "plots": list(outcome.plots),
         "details": _jsonable(dict(outcome.details)),
         "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+        "out_dir": str(out_dir),
     }
     (out_dir / "result.json").write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
     return result

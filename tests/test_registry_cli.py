@@ -1,0 +1,97 @@
+"""The experiment registry and the `zoo` command, on a tiny stand-in experiment."""
+
+import dataclasses
+import json
+from typing import Literal
+
+import pytest
+
+from zoo import cli, registry
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Cfg:
+    n: int = 3
+    scale: float = 1.0
+    mode: Literal["a", "b"] = "a"
+    flag: bool = False
+    dims: tuple[int, ...] = (2, 3)
+
+    def __post_init__(self):
+        if self.n < 1:
+            raise ValueError(f"n: expected >= 1, got {self.n}")
+
+
+def _run(cfg, ctx):
+    (ctx.out_dir / "plot.png").write_bytes(b"\x89PNG")
+    total = cfg.n * cfg.scale * len(ctx.seeds)
+    return registry.Outcome(metrics={"total": total, "dims": sum(cfg.dims)}, claim_holds=total > 5, plots=["plot.png"])
+
+
+@pytest.fixture(autouse=True)
+def _dummy():
+    registry.load_all()
+    exp = registry.register(registry.Experiment(
+        name="_dummy/x", paper="_dummy", title="A stand-in", claim="total exceeds 5",
+        sizes={"test": _Cfg(), "quick": _Cfg(n=10), "paper": _Cfg(n=100)}, run=_run, default_seeds=2))
+    yield exp
+    registry._REGISTRY.pop("_dummy/x", None)
+
+
+REQUIRED = {"experiment", "paper", "size", "claim", "claim_holds", "metrics", "config", "seeds", "seconds", "env"}
+
+
+def test_run_writes_result(tmp_path, capsys):
+    assert cli.main(["run", "_dummy/x", "--size", "test", "--out", str(tmp_path), "--set", "scale=0.5",
+                     "--set", "mode=b", "--set", "flag=true", "--set", "dims=4,5,6", "--seeds", "3"]) == 0
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert REQUIRED <= set(res)
+    assert res["config"] == {"n": 3, "scale": 0.5, "mode": "b", "flag": True, "dims": [4, 5, 6]}
+    assert res["seeds"] == [0, 1, 2] and res["metrics"]["total"] == 4.5 and res["claim_holds"] is False
+    assert res["env"]["backend"] == "cpu" and res["plots"] == ["plot.png"]
+    assert "verdict: DOES NOT HOLD" in capsys.readouterr().out
+
+
+def test_list_shows_experiments(capsys):
+    assert cli.main(["list"]) == 0
+    assert "_dummy/x" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "nope"], "choose one of:"),
+    (["run", "_dummy/x", "--size", "huge"], "choose from 'test', 'quick', 'paper'"),
+    (["run", "_dummy/x", "--set", "bogus=1"], "valid keys: n, scale, mode, flag, dims"),
+    (["run", "_dummy/x", "--set", "n=abc"], "expected an int"),
+    (["run", "_dummy/x", "--set", "mode=c"], "expected one of a, b"),
+    (["run", "_dummy/x", "--set", "flag=maybe"], "expected a bool"),
+    (["run", "_dummy/x", "--set", "n=0"], "n: expected >= 1"),
+    (["run", "_dummy/x", "--set", "n"], "expected key=value"),
+    (["run", "_dummy/x", "--seeds", "0"], "--seeds"),
+    (["run", "_dummy/x", "--frobnicate"], "valid options of `zoo run`"),
+    (["frob"], "invalid choice"),
+])
+def test_usage_errors_one_line_exit_2(argv, needle, capsys, tmp_path):
+    try:  # argparse's own errors exit; the registry's return the code
+        rc = cli.main(argv + (["--out", str(tmp_path)] if argv[0] == "run" else []))
+    except SystemExit as e:
+        rc = e.code
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1, err
+
+
+def test_report_collects_latest(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    registry.run_experiment("_dummy/x", size="quick", out=tmp_path / "runs/_dummy/x/quick-20260101-000000")
+    assert cli.main(["report", "--out", "report.md"]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "| _dummy/x | quick | 2 | total exceeds 5 | holds |" in text
+    assert "](runs/_dummy/x/quick-20260101-000000/plot.png)" in text
+
+
+def test_resume_reuses_latest_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = tmp_path / "runs/_dummy/x/test-20260101-000000"
+    registry.run_experiment("_dummy/x", size="test", out=first)
+    assert cli.main(["run", "_dummy/x", "--size", "test", "--resume"]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs/_dummy/x").iterdir()) == [first.name]
