@@ -1,0 +1,1 @@
+"""Statistical learning: one module per paper (PRESTO, quantile aggregation, predictive multiplicity, universality lens, ...)."""
