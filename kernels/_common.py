@@ -1,8 +1,19 @@
-"""Helpers shared by every kernel module."""
+"""Helpers shared by every kernel module.
+
+- ``default_interpret``: resolve ``interpret=None`` (interpret on CPU, compile on GPU/TPU).
+- ``kernel_target``: which lowering a call will use ("interpret", "triton" or "mosaic"), so a
+  kernel can pick block/padding rules per backend behind one switch.
+- ``cdiv`` / ``round_up`` / ``next_pow2``: static (Python int) size arithmetic for padding.
+- ``tree_sum``: a fixed-order pairwise sum over a leading axis, used to reduce per-tile partial
+  results without atomics (bit-reproducible on every backend).
+"""
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
+
+TARGETS = ("interpret", "triton", "mosaic")
 
 
 def default_interpret(interpret: bool | None) -> bool:
@@ -12,6 +23,44 @@ def default_interpret(interpret: bool | None) -> bool:
     return jax.default_backend() not in ("gpu", "cuda", "rocm", "tpu")
 
 
+def kernel_target(interpret: bool) -> str:
+    """The lowering a ``pallas_call`` will use: ``"interpret"``, ``"triton"`` (GPU) or ``"mosaic"`` (TPU)."""
+    if interpret:
+        return "interpret"
+    return "mosaic" if jax.default_backend() == "tpu" else "triton"
+
+
 def cdiv(a: int, b: int) -> int:
     """Ceiling division for static (Python int) sizes."""
     return -(-a // b)
+
+
+def round_up(a: int, b: int) -> int:
+    """Smallest multiple of ``b`` that is ``>= a`` (static ints)."""
+    return cdiv(a, b) * b
+
+
+def next_pow2(a: int) -> int:
+    """Smallest power of two ``>= a`` (``a >= 1``)."""
+    return 1 << max(int(a) - 1, 0).bit_length()
+
+
+def prev_pow2(a: int) -> int:
+    """Largest power of two ``<= a`` (``a >= 1``)."""
+    return 1 << (int(a).bit_length() - 1)
+
+
+def tree_sum(p: jax.Array) -> jax.Array:
+    """Sum ``p: [G, ...]`` over its leading axis in a fixed pairwise order -> ``[...]``.
+
+    Level by level, ``p <- p[:G/2] + p[G/2:]`` (an odd ``G`` gets a zero slab appended first).
+    Only elementwise adds are used, so the result is the same bits on every run and backend
+    (no atomics, no backend-chosen reduction tree), and pairwise summation keeps the rounding
+    error at O(log G) ulps.
+    """
+    while p.shape[0] > 1:
+        if p.shape[0] % 2:
+            p = jnp.concatenate([p, jnp.zeros_like(p[:1])], axis=0)
+        half = p.shape[0] // 2
+        p = p[:half] + p[half:]
+    return p[0]
