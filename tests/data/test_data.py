@@ -89,3 +89,17 @@ def test_bundled_loaders():
     np.testing.assert_allclose(w["x"].std(0), 1.0, atol=1e-4)
     with pytest.raises(ValueError, match="name: expected one of"):
         zd.load_bundled("mnist")
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 100, 1797])
+def test_permute_index_is_a_bijection(n):
+    p = np.asarray(zd.permute_index(jax.random.key(3), np.arange(n), n))
+    assert sorted(p.tolist()) == list(range(n))
+
+
+def test_permute_index_is_keyed_and_spread():
+    keys = jax.random.split(jax.random.key(0), 2000)
+    first = np.asarray(jax.vmap(lambda k: zd.permute_index(k, np.arange(10), 10))(keys))
+    counts = np.bincount(first[:, 0], minlength=10)  # where position 0 goes: ~200 each
+    assert counts.min() > 140 and counts.max() < 260, counts
+    assert len({tuple(r) for r in first.tolist()}) > 1900  # distinct keys give distinct orders

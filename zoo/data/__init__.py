@@ -3,7 +3,7 @@
 ``datasets`` is imported lazily inside :mod:`zoo.data.hf`; importing this package does not import it.
 """
 
-from .batching import batch_at, batch_indices, batches, steps_per_epoch
+from .batching import batch_at, batch_indices, batches, permute_index, steps_per_epoch
 from .bundled import BUNDLED, load_bundled, load_digits
 from .generators import blobs
 from .hf import as_arrays, cache_dir, cached_dataset, to_dataset
@@ -19,6 +19,7 @@ __all__ = [
     "cached_dataset",
     "load_bundled",
     "load_digits",
+    "permute_index",
     "steps_per_epoch",
     "to_dataset",
 ]

@@ -1,10 +1,18 @@
 """Deterministic shuffled batching.
 
 A batch is a pure function of ``(key, step)``: epoch ``e = step // S`` with ``S = N // batch_size``
-steps per epoch uses the permutation ``perm_e = permutation(fold_in(key, e), N)`` and batch
-``step`` takes rows ``perm_e[(step mod S) * B : (step mod S + 1) * B]`` (the last ``N mod B`` rows
-of each epoch are dropped). Because nothing depends on iteration history, a resumed run sees
-exactly the batches of an uninterrupted one, and the function runs inside ``jit``/``lax.scan``.
+steps per epoch uses a pseudo-random permutation ``pi_e`` of ``[0, N)`` keyed by ``fold_in(key, e)``,
+and batch ``step`` takes rows ``pi_e(j)`` for ``j`` in ``[(step mod S) B, (step mod S + 1) B)`` (the
+last ``N mod B`` positions of each epoch are dropped). Because nothing depends on iteration history,
+a resumed run sees exactly the batches of an uninterrupted one, and the function runs inside
+``jit``/``lax.scan``.
+
+``pi_e`` is evaluated only at the ``B`` positions a batch needs (O(B) work, no O(N log N) shuffle
+per step): a 4-round Feistel network on ``2h >= ceil(log2 N)`` bits whose round function is an
+integer hash of (half-word XOR round key), restricted to ``[0, N)`` by cycle walking (re-apply
+until the value falls below ``N``; a bijection of the larger domain walks every point of ``[0, N)``
+to a distinct point of ``[0, N)``). The round keys come from ``jax.random.bits``. Quality is
+that of a keyed pseudo-random permutation, ample for SGD shuffling; it is not ``jax.random.permutation``.
 """
 
 from __future__ import annotations
@@ -36,12 +44,45 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return n // batch_size
 
 
+_ROUNDS = 4
+
+
+def _hash32(x: jax.Array) -> jax.Array:
+    """A 32-bit integer mixing function (xorshift-multiply, 'lowbias32'); uint32 -> uint32."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def permute_index(key: jax.Array, i: jax.Array, n: int) -> jax.Array:
+    """``pi(i)`` for a keyed pseudo-random bijection ``pi`` of ``[0, n)``; ``i: int[...]`` in ``[0, n)``.
+
+    Work is proportional to ``i.size`` (see the module docstring for the construction).
+    """
+    check_range("n", n, low=1, high=2**31 - 1)
+    half = max(1, ((n - 1).bit_length() + 1) // 2)
+    mask = jnp.uint32((1 << half) - 1)
+    round_keys = jax.random.bits(key, (_ROUNDS,), jnp.uint32)
+
+    def feistel(x):
+        left, right = x >> half, x & mask
+        for r in range(_ROUNDS):
+            left, right = right, left ^ (_hash32(right ^ round_keys[r]) & mask)
+        return (left << half) | right
+
+    x = feistel(jnp.asarray(i, jnp.uint32))
+    x = jax.lax.while_loop(lambda x: jnp.any(x >= n), lambda x: jnp.where(x >= n, feistel(x), x), x)
+    return x.astype(jnp.int32)
+
+
 def batch_indices(key: jax.Array, step, *, n: int, batch_size: int) -> jax.Array:
     """Row indices i32[batch_size] of batch ``step`` (jit-able; ``step`` may be traced)."""
     spe = steps_per_epoch(n, batch_size)
     step = jnp.asarray(step, jnp.int32)
-    perm = jax.random.permutation(jax.random.fold_in(key, step // spe), n)
-    return jax.lax.dynamic_slice_in_dim(perm, (step % spe) * batch_size, batch_size)
+    positions = (step % spe) * batch_size + jnp.arange(batch_size, dtype=jnp.int32)
+    return permute_index(jax.random.fold_in(key, step // spe), positions, n)
 
 
 def batch_at(arrays: Mapping[str, jax.Array], step, *, batch_size: int, key: jax.Array) -> dict:
