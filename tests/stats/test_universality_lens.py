@@ -47,7 +47,7 @@ def _run(tx, grads_fn, params, steps):
 # ============================================================================ 1. SGD / RMSProp limits
 
 
-@pytest.mark.parametrize("kw", [{"temperature": 0.0}, {"noise_scale": 0.0}])
+@pytest.mark.parametrize("kw", [{"noise_scale": 0.0}])
 @pytest.mark.parametrize("lr", [0.1, ul.polynomial_schedule(0.3, 2.0, 0.55)])
 def test_zero_noise_is_exactly_sgd(kw, lr):
     tx, ref = ul.sgld(lr, **kw), optax.sgd(lr)
@@ -61,7 +61,7 @@ def test_zero_noise_is_exactly_sgd(kw, lr):
 
 def test_zero_noise_with_prior_is_sgd_with_weight_decay():
     grads = lambda p: jax.tree.map(lambda x: 2.0 * x, p)  # noqa: E731
-    a = _run(optax.chain(optax.add_decayed_weights(1.0), ul.sgld(0.05, 0.0)), grads, PARAMS, 4)
+    a = _run(optax.chain(optax.add_decayed_weights(1.0), ul.sgld(0.05, noise_scale=0.0)), grads, PARAMS, 4)
     b = _run(optax.chain(optax.add_decayed_weights(1.0), optax.sgd(0.05)), grads, PARAMS, 4)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
@@ -69,13 +69,13 @@ def test_zero_noise_with_prior_is_sgd_with_weight_decay():
 
 def test_preconditioned_zero_temperature_is_rmsprop_without_momentum():
     grads = lambda p: jax.tree.map(lambda x: jnp.sin(3 * x) + 0.2, p)  # noqa: E731
-    a = _run(ul.sgld(0.01, 0.0, preconditioner="rmsprop", rms_decay=0.9, precond_eps=1e-3), grads, PARAMS, 5)
+    a = _run(ul.sgld(0.01, noise_scale=0.0, preconditioner="rmsprop", rms_decay=0.9, precond_eps=1e-3), grads, PARAMS, 5)
     b = _run(optax.rmsprop(0.01, decay=0.9, eps=1e-3, eps_in_sqrt=False), grads, PARAMS, 5)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
     # a fixed diagonal G at T = 0 is preconditioned SGD: u = -lr G g
     g_fixed = jax.tree.map(lambda x: jnp.full_like(x, 0.5), PARAMS)
-    tx = ul.sgld(0.2, 0.0, preconditioner=g_fixed)
+    tx = ul.sgld(0.2, noise_scale=0.0, preconditioner=g_fixed)
     u, _ = tx.update(GRADS, tx.init(PARAMS))
     for x, g in zip(jax.tree.leaves(u), jax.tree.leaves(GRADS)):
         np.testing.assert_allclose(np.asarray(x), -0.2 * 0.5 * np.asarray(g), rtol=1e-7)
@@ -517,6 +517,7 @@ def _chains(data=None, **changes):
     "fn, match",
     [
         (lambda: ul.sgld(0.1, -1.0), "temperature"),
+        (lambda: ul.sgld(0.1, 0.0), "temperature"),
         (lambda: ul.sgld(0.1, float("nan")), "temperature"),
         (lambda: ul.sgld(0.0), "learning_rate"),
         (lambda: ul.sgld(-0.1), "learning_rate"),

@@ -53,8 +53,8 @@ Choices that are the zoo's, not the paper's (the paper has no algorithm box or e
 * The student MLP (NTK parameterisation) has biases, all weights and biases ~ N(0, 1) (the prior
   N(0, I) then is the init law); a 1-logit output is read as a Bernoulli logit.
 * ``sgld``'s pSGLD accumulator starts at zero, like RMSProp (no bias correction).
-* ``temperature = 0`` is accepted and gives plain (preconditioned) gradient descent exactly (the
-  spec's tests need it); negative or non-finite temperatures raise ``ValueError``.
+* ``temperature`` must be > 0 (the issue asks that T <= 0 be an error); the spec's "zero noise equals
+  SGD" limit is ``noise_scale = 0``, which gives plain (preconditioned) gradient descent bit for bit.
 * Each SGLD step draws its noise in ONE Gaussian draw split over the leaves (also the teacher and
   `mlp_init`): the same law as one draw per leaf, and far less XLA compile time on CPU.
 * `run_chains` minibatches are drawn with replacement (unbiased ∇Û).
@@ -458,13 +458,13 @@ def sgld(
 
     ``g`` must be ∇U of the TOTAL potential U = −ln w − (n/B) Σ_batch ln P (see
     `posterior_potential`); SGLD must be the last element of an ``optax.chain`` (only
-    ``optax.add_decayed_weights(1/σ_p²)``, a Gaussian prior, may precede it). With T = 0 or
+    ``optax.add_decayed_weights(1/σ_p²)``, a Gaussian prior, may precede it). With
     ``noise_scale = 0`` the update is plain (preconditioned) gradient descent, bit for bit.
     α is blackjax's ``step_size``; Welling & Teh's ε = 2α.
 
     Args:
       learning_rate: α > 0, or an ``optax.Schedule`` of the step count. May be traced.
-      temperature: T >= 0 (T = 1: the Bayes posterior). May be traced (then unchecked).
+      temperature: T > 0 (T = 1: the Bayes posterior). May be traced (then unchecked).
       seed: int seed of the noise key (``init`` uses ``PRNGKey(seed)``).
       key: a PRNG key used instead of ``seed`` (may be traced, e.g. per population member).
       preconditioner: None, ``'rmsprop'`` or a pytree of positive diagonals.
@@ -479,7 +479,7 @@ def sgld(
     else:
         _check_scalar("learning_rate", learning_rate, low=0.0, low_inclusive=False)
         schedule = None
-    _check_scalar("temperature", temperature, low=0.0)
+    _check_scalar("temperature", temperature, low=0.0, low_inclusive=False)
     _check_scalar("noise_scale", noise_scale, low=0.0)
     _check_scalar("rms_decay", rms_decay, low=0.0, high=1.0, high_inclusive=False)
     _check_scalar("precond_eps", precond_eps, low=0.0, low_inclusive=False)
