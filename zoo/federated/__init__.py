@@ -1,0 +1,1 @@
+"""Federated learning under partial participation: the shared simulator (core) and one module per paper."""
