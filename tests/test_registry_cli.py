@@ -86,7 +86,8 @@ def test_report_collects_latest(tmp_path, monkeypatch, capsys):
     assert cli.main(["report", "--out", "report.md"]) == 0
     text = (tmp_path / "report.md").read_text()
     assert "| _dummy/x | quick | 2 | total exceeds 5 | holds |" in text
-    assert "](runs/_dummy/x/quick-20260101-000000/plot.png)" in text
+    assert "](img/results/_dummy__x/plot.png)" in text  # plots copied beside the report
+    assert (tmp_path / "img/results/_dummy__x/plot.png").read_bytes() == b"\x89PNG"
 
 
 def test_resume_reuses_latest_dir(tmp_path, monkeypatch):

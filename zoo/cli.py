@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -93,7 +94,13 @@ def _report_markdown(results: list[dict], out: Path) -> str:
                   f"(jax {r['env'].get('jax')}, {r['env'].get('backend')}), finished {r.get('finished', '?')}.", ""]
         lines += [f"- {k}: {v}" for k, v in r["metrics"].items()]
         for p in r.get("plots", []):
-            lines += ["", f"![{p}]({os.path.relpath(Path(r['out_dir']) / p, out.parent)})"]
+            src = Path(r["out_dir"]) / p
+            if not src.exists():
+                continue
+            dst = out.parent / "img" / "results" / r["experiment"].replace("/", "__") / p
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)  # the report is self-contained: runs/ is not kept
+            lines += ["", f"![{p}]({os.path.relpath(dst, out.parent)})"]
     return "\n".join(lines) + "\n"
 
 
