@@ -1,0 +1,61 @@
+"""The `presto` experiment end to end at its `test` size (spec papers/presto.md section 5)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from zoo.registry import UsageError, apply_overrides, get, run_experiment
+
+REQUIRED = ("experiment", "paper", "size", "claim", "claim_holds", "metrics", "config", "seeds", "seconds", "env")
+
+
+@pytest.fixture(scope="module")
+def test_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("presto_test")
+    run_experiment("presto", size="test", out=out)
+    return out, json.loads((out / "result.json").read_text())
+
+
+def test_result_json_and_test_size_claim(test_run):
+    _, r = test_run
+    assert not [k for k in REQUIRED if k not in r]
+    assert (r["experiment"], r["paper"], r["size"]) == ("presto", "presto", "test")
+    assert r["config"]["n"] == 600 and r["config"]["K"] == 3 and r["config"]["n_lambda"] == 8
+    m, per = r["metrics"], r["details"]["per_replicate"]
+    assert m["replicates"] == 1 and len(per["mse_presto"]) == 1
+    # the spec's test-size assertions: finite CV table, lambda* in the grid, Brier below intercept-only
+    assert per["cv_finite"] == [True]
+    assert 0 <= per["lam_index"][0] < 8
+    assert per["brier_presto"][0] < per["brier_intercept"][0]
+    assert r["claim_holds"] is True and m["pipeline_sanity"] is True
+    for k in ("mse_presto_mean", "mse_po_mean", "mse_logistic_mean"):
+        assert 0 < m[k] < 0.01, k
+    assert m["ratio_vs_po"] == pytest.approx(m["mse_presto_mean"] / m["mse_po_mean"])
+    assert m["ratio_vs_logistic"] == pytest.approx(m["mse_presto_mean"] / m["mse_logistic_mean"])
+    assert m["wins_needed"] == 1
+    assert "skipped" in r["details"]["soup"]
+
+
+def test_plot_written(test_run):
+    out, r = test_run
+    assert r["plots"] == ["presto_mse.png"]
+    data = (out / "presto_mse.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_sizes_and_bad_overrides():
+    exp = get("presto")
+    assert exp.default_seeds == 10
+    q = exp.sizes["quick"]
+    assert (q.n, q.p, q.K, q.intercepts, q.design, q.dev_prob) == (2500, 10, 4, (0.0, 3.0, 5.0), "sparse", 0.5)
+    assert (q.n_lambda, q.min_ratio, q.n_folds, q.soup_splits) == (20, 0.01, 5, 20)
+    assert exp.sizes["paper"].paper_grid is True and exp.sizes["paper"].soup_splits == 350
+    assert apply_overrides(exp.sizes["test"], ["n_folds=4"]).n_folds == 4
+    with pytest.raises(UsageError, match="intercepts"):
+        apply_overrides(exp.sizes["test"], ["intercepts=0,3,5"])  # K = 3 needs 2 intercepts
+    with pytest.raises(UsageError, match="n_folds"):
+        apply_overrides(exp.sizes["test"], ["n_folds=1"])
+    with pytest.raises(UsageError, match="design"):
+        apply_overrides(exp.sizes["test"], ["design=medium"])
