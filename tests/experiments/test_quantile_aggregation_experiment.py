@@ -1,0 +1,78 @@
+"""The `quantile_aggregation` experiment end to end at its `test` size (spec section 5b)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from zoo.registry import UsageError, apply_overrides, get, run_experiment
+
+REQUIRED = ("experiment", "paper", "size", "claim", "claim_holds", "metrics", "config", "seeds", "seconds", "env")
+
+
+@pytest.fixture(scope="module")
+def test_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("qa_test")
+    run_experiment("quantile_aggregation", size="test", out=out)
+    return out, json.loads((out / "result.json").read_text())
+
+
+def test_result_json_and_test_size_checks(test_run):
+    _, r = test_run
+    missing = [k for k in REQUIRED if k not in r]
+    assert not missing, missing
+    assert (r["experiment"], r["paper"], r["size"]) == ("quantile_aggregation", "quantile_aggregation", "test")
+    assert r["seeds"] == [0, 1, 2]
+    assert r["config"]["n_synthetic"] == 400 and r["config"]["n_levels"] == 9
+    assert r["config"]["base_models"] == ["linear", "knn"]
+    m = r["metrics"]
+    checks = {k: v for k, v in m.items() if k.startswith("check/")}
+    assert set(checks) == {"check/losses_finite", "check/weights_on_simplex", "check/sorted_outputs_monotone",
+                           "check/adam_within_2pct_of_lp"}  # fmt: skip
+    assert r["claim_holds"] == all(checks.values())
+    assert r["claim_holds"], checks
+    # the numbers behind the checks: Adam within 2% of the LP optimum, post-sorting never hurts a row
+    assert 1.0 - 1e-4 <= m["synthetic/lp_ratio_medium"] <= 1.02
+    assert 1.0 - 1e-4 <= m["synthetic/lp_ratio_coarse"] <= 1.02
+    assert m["synthetic/sort_increase_rows"] == 0 and m["synthetic/iso_increase_rows"] == 0
+    tp = {k.split("/pinball/")[1]: v for k, v in m.items() if "/pinball/" in k}
+    assert tp["global_medium/sort"] <= tp["global_medium/raw"] + 1e-12
+    assert tp["best_single"] in (tp["base/linear"], tp["base/knn"])  # selected on OOF, not on test
+    assert tp["average"] >= min(tp["base/linear"], tp["base/knn"]) - 0.05
+    assert 0.5 < m["synthetic/cqr_coverage_80"] <= 1.0
+    assert len(r["details"]["synthetic"]["per_seed"]["best_single_idx"]) == 3
+
+
+def test_plot_exists(test_run):
+    out, r = test_run
+    assert r["plots"] == ["quantile_aggregation.png"]
+    data = (out / "quantile_aggregation.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_sizes_and_bad_overrides():
+    exp = get("quantile_aggregation")
+    assert exp.default_seeds == 3 and set(exp.sizes) == {"test", "quick", "paper"}
+    q = exp.sizes["quick"]
+    assert (q.n_synthetic, q.d_synthetic, q.n_levels, q.knn_k, q.gknn_k) == (2000, 4, 19, 20, 30)
+    assert q.taus[0] == pytest.approx(0.05) and q.taus[-1] == pytest.approx(0.95)
+    assert exp.sizes["paper"].n_levels == 99
+    assert apply_overrides(q, ["base_models=linear,knn,hgb"]).base_models == ("linear", "knn", "hgb")
+    with pytest.raises(UsageError, match="base_models"):
+        apply_overrides(q, ["base_models=linear,forest"])
+    with pytest.raises(UsageError, match="n_levels"):
+        apply_overrides(q, ["n_levels=10"])
+    with pytest.raises(UsageError, match="real_data"):
+        apply_overrides(q, ["real_data=yacht"])
+
+
+def test_importing_the_experiment_is_light():
+    code = (
+        "import sys, zoo, zoo.experiments.quantile_aggregation; "
+        "bad = [m for m in ('matplotlib', 'datasets', 'sklearn', 'scipy.optimize') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
