@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 
 from zoo.checks import check_range
+from zoo.plotting import pyplot, save
 from zoo.registry import Experiment, Outcome, RunContext, register
 
 # Claim thresholds: fixed by the spec (section 5b), never tuned.
@@ -173,10 +174,7 @@ def _silhouettes(x, fit, max_points: int) -> tuple[float, float]:
 
 
 def _plot(out_dir, x, main, k_true: int, secondary: dict | None) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fit = main["fits"][0]
     rng = np.random.default_rng(0)
@@ -206,8 +204,7 @@ def _plot(out_dir, x, main, k_true: int, secondary: dict | None) -> list[str]:
     ax[2].set(title="K found per seed", xlabel="seed", ylim=(0, max(max(ks), k_true) + 1))
     ax[2].legend(loc="lower right", fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "ppp_summary.png", dpi=80)
-    plt.close(fig)
+    save(fig, out_dir, "ppp_summary.png", dpi=80)
     plots = ["ppp_summary.png"]
     if secondary:
         names = list(secondary)
@@ -220,8 +217,7 @@ def _plot(out_dir, x, main, k_true: int, secondary: dict | None) -> list[str]:
         ax.set(title="secondary data: K found vs number of classes")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(out_dir / "ppp_secondary.png", dpi=80)
-        plt.close(fig)
+        save(fig, out_dir, "ppp_secondary.png", dpi=80)
         plots.append("ppp_secondary.png")
     return plots
 

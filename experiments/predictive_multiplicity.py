@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from zoo.checks import check_range
+from zoo.plotting import pyplot, save
 from zoo.registry import Experiment, Outcome, RunContext, register
 
 # Claim thresholds: fixed by the spec (section 5b), never tuned.
@@ -120,10 +121,7 @@ def _two_groups(lam, eps, batch):
 
 
 def _plot(out_dir, eps_list, widths, lev, half) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     ax = axes[0]
@@ -139,8 +137,7 @@ def _plot(out_dir, eps_list, widths, lev, half) -> list[str]:
     ax.set_ylabel(f"score half-width (eps = {eps_list[0]:g})")
     ax.set_title("multiplicity follows leverage")
     fig.tight_layout()
-    fig.savefig(out_dir / "multiplicity.png", dpi=80)
-    plt.close(fig)
+    save(fig, out_dir, "multiplicity.png", dpi=80)
     return ["multiplicity.png"]
 
 

@@ -34,6 +34,7 @@ from typing import Literal
 import numpy as np
 
 from zoo.checks import check_range
+from zoo.plotting import pyplot, save
 from zoo.registry import Experiment, Outcome, RunContext, register
 
 # Claim thresholds: fixed by the spec (section 5b), never tuned.
@@ -301,10 +302,7 @@ def _real_data_osce(x, y, cfg, *, n_splits, seed, progress=False) -> dict:
 
 
 def _plot(out_dir, main: dict) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     per = main["per_replicate"]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -326,8 +324,7 @@ def _plot(out_dir, main: dict) -> list[str]:
     ax.set_ylabel("CV Brier score")
     ax.set_title("CV curves (one per replicate)")
     fig.tight_layout()
-    fig.savefig(out_dir / "presto_mse.png", dpi=80)
-    plt.close(fig)
+    save(fig, out_dir, "presto_mse.png", dpi=80)
     return ["presto_mse.png"]
 
 

@@ -43,6 +43,7 @@ from typing import Literal
 import numpy as np
 
 from zoo.checks import check_choice, check_range
+from zoo.plotting import pyplot, save
 from zoo.registry import Experiment, Outcome, RunContext, register
 
 TITLE = "Flexible Model Aggregation for Quantile Regression"
@@ -396,10 +397,7 @@ def _evaluate_dataset(x, y, cfg: QAExperimentConfig, seeds, progress: bool) -> d
 
 
 def _plot(out_dir, results: dict, cfg: QAExperimentConfig) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sets = list(results)
     fig, axes = plt.subplots(1, len(sets) + 1, figsize=(5.2 * len(sets) + 3.4, 3.8))
@@ -433,8 +431,7 @@ def _plot(out_dir, results: dict, cfg: QAExperimentConfig) -> list[str]:
     ax.set(ylim=(0.5, 1.0), title="80% interval coverage (test)")
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    fig.savefig(out_dir / "quantile_aggregation.png", dpi=80)
-    plt.close(fig)
+    save(fig, out_dir, "quantile_aggregation.png", dpi=80)
     return ["quantile_aggregation.png"]
 
 

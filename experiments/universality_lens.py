@@ -34,6 +34,7 @@ from typing import Literal
 import numpy as np
 
 from zoo.checks import check_choice, check_range
+from zoo.plotting import pyplot, save
 from zoo.registry import Experiment, Outcome, RunContext, register
 
 TITLE = "The Universality Lens: Why Even Highly Over-Parametrized Models Learn Well"
@@ -180,10 +181,7 @@ def run_exact(cfg: ExactConfig, ctx: RunContext) -> Outcome:
 
 
 def _plot_exact(out_dir, cfg, exact, bound, bates, bates_bound) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
     ax[0].loglog(cfg.ns, exact, "o-", label="exact $R_o(n)$")
@@ -198,8 +196,7 @@ def _plot_exact(out_dir, cfg, exact, bound, bates, bates_bound) -> list[str]:
               title="Bates push-forward prior")  # fmt: skip
     ax[1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "universality_lens_exact.png", dpi=80)
-    plt.close(fig)
+    save(fig, out_dir, "universality_lens_exact.png", dpi=80)
     return ["universality_lens_exact.png"]
 
 
@@ -497,10 +494,7 @@ def run(cfg: LensConfig, ctx: RunContext) -> Outcome:
 
 
 def _plot_lens(out_dir, cfg: LensConfig, results) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     settings = [(d, n) for d in cfg.depths for n in cfg.n_trains]
     fig, axes = plt.subplots(1, len(settings), figsize=(4.6 * len(settings), 3.4), squeeze=False)
@@ -528,8 +522,7 @@ def _plot_lens(out_dir, cfg: LensConfig, results) -> list[str]:
                title=f"{depth} hidden layer(s), n = {n}")  # fmt: skip
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(out_dir / "universality_lens.png", dpi=80)
-    plt.close(fig)
+    save(fig, out_dir, "universality_lens.png", dpi=80)
     return ["universality_lens.png"]
 
 
