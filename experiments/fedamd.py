@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 from zoo.checks import check_choice, check_range
+from zoo.plotting import pyplot, save
 from zoo.registry import Experiment, Outcome, RunContext, register
 
 TITLE = "Anchor Sampling for Federated Learning with Partial Client Participation (FedAMD)"
@@ -200,10 +201,7 @@ def run(cfg: FedAMDExperimentConfig, ctx: RunContext) -> Outcome:
 
 
 def _plot(out_dir, curves) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for m, c in curves.items():
@@ -213,8 +211,7 @@ def _plot(out_dir, curves) -> list[str]:
     ax.set_ylim(50, 100)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_dir / "fedamd_summary.png", dpi=110)
-    plt.close(fig)
+    save(fig, out_dir, "fedamd_summary.png", dpi=110)
     return ["fedamd_summary.png"]
 
 

@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from zoo.checks import check_choice, check_range
+from zoo.plotting import pyplot, save
 from zoo.registry import Experiment, Outcome, RunContext, register
 
 TITLE = "A Lightweight Method for Tackling Unknown Participation Statistics in Federated Averaging (FedAU)"
@@ -198,10 +199,7 @@ def make_method_run(cfg: FedAUExperimentConfig, method: str):
 
 
 def _plot(out_dir, cfg, curves: dict, omega_curve, omega_final) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rounds = np.arange(1, len(next(iter(curves.values()))) + 1) * cfg.eval_every
     fig, ax = plt.subplots(1, 3, figsize=(14, 3.8))
@@ -222,8 +220,7 @@ def _plot(out_dir, cfg, curves: dict, omega_curve, omega_final) -> list[str]:
     ax[2].set(xlabel="1 / p_n (true)", ylabel="Ω_n (FedAU estimate)", title="final weights, all seeds")
     ax[2].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "fedau_summary.png", dpi=110)
-    plt.close(fig)
+    save(fig, out_dir, "fedau_summary.png", dpi=110)
     return ["fedau_summary.png"]
 
 
