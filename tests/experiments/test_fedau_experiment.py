@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
-from zoo.registry import UsageError, apply_overrides, get, run_experiment
+from zoo.registry import UsageError, apply_overrides, get
 
 
 @pytest.fixture(scope="module")
-def test_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("fedau_test")
-    run_experiment("fedau", size="test", seeds=2, out=out)
-    return out, json.loads((out / "result.json").read_text())
+def test_run(run_test_size):
+    return run_test_size("fedau", seeds=2)
 
 
 def test_result_and_plot(test_run):

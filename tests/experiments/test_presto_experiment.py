@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
-from zoo.registry import UsageError, apply_overrides, get, run_experiment
-
-REQUIRED = ("experiment", "paper", "size", "claim", "claim_holds", "metrics", "config", "seeds", "seconds", "env")
+from zoo.registry import UsageError, apply_overrides, get
 
 
 @pytest.fixture(scope="module")
-def test_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("presto_test")
-    run_experiment("presto", size="test", out=out)
-    return out, json.loads((out / "result.json").read_text())
+def test_run(run_test_size):
+    return run_test_size("presto")
 
 
 def test_result_json_and_test_size_claim(test_run):
     _, r = test_run
-    assert not [k for k in REQUIRED if k not in r]
     assert (r["experiment"], r["paper"], r["size"]) == ("presto", "presto", "test")
     assert r["config"]["n"] == 600 and r["config"]["K"] == 3 and r["config"]["n_lambda"] == 8
     m, per = r["metrics"], r["details"]["per_replicate"]

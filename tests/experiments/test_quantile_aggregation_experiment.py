@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
 
-from zoo.registry import UsageError, apply_overrides, get, run_experiment
-
-REQUIRED = ("experiment", "paper", "size", "claim", "claim_holds", "metrics", "config", "seeds", "seconds", "env")
+from zoo.registry import UsageError, apply_overrides, get
 
 
 @pytest.fixture(scope="module")
-def test_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("qa_test")
-    run_experiment("quantile_aggregation", size="test", out=out)
-    return out, json.loads((out / "result.json").read_text())
+def test_run(run_test_size):
+    return run_test_size("quantile_aggregation")
 
 
 def test_result_json_and_test_size_checks(test_run):
     _, r = test_run
-    missing = [k for k in REQUIRED if k not in r]
-    assert not missing, missing
     assert (r["experiment"], r["paper"], r["size"]) == ("quantile_aggregation", "quantile_aggregation", "test")
     assert r["seeds"] == [0, 1, 2]
     assert r["config"]["n_synthetic"] == 400 and r["config"]["n_levels"] == 9

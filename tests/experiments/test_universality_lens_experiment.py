@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import types
@@ -10,23 +9,17 @@ import types
 import numpy as np
 import pytest
 
-from zoo.registry import UsageError, apply_overrides, get, run_experiment
-
-REQUIRED = ("experiment", "paper", "size", "claim", "claim_holds", "metrics", "config", "seeds", "seconds", "env")
+from zoo.registry import UsageError, apply_overrides, get
 
 
 @pytest.fixture(scope="module")
-def lens_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lens_test")
-    run_experiment("universality_lens", size="test", out=out)
-    return out, json.loads((out / "result.json").read_text())
+def lens_run(run_test_size):
+    return run_test_size("universality_lens")
 
 
 @pytest.fixture(scope="module")
-def exact_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lens_exact_test")
-    run_experiment("universality_lens/exact", size="test", out=out)
-    return out, json.loads((out / "result.json").read_text())
+def exact_run(run_test_size):
+    return run_test_size("universality_lens/exact")
 
 
 def _png_ok(path):
@@ -36,7 +29,6 @@ def _png_ok(path):
 
 def test_sgld_mixture_test_size(lens_run):
     out, r = lens_run
-    assert not [k for k in REQUIRED if k not in r]
     assert (r["experiment"], r["paper"], r["size"]) == ("universality_lens", "universality_lens", "test")
     assert r["seeds"] == [0, 1, 2] and r["details"]["seeds_used"] == [0]  # test size: 1 seed
     assert r["details"]["teacher_seeds"] == [1000]
