@@ -111,21 +111,20 @@ def get(name: str) -> Experiment:
 # --------------------------------------------------------------------------------------- config
 
 
-def _coerce(key: str, text: str, typ: Any, current: Any) -> Any:
+def _coerce(key: str, text: str, typ: Any) -> Any:
     """Parse ``text`` as the field's declared type; raise UsageError with the expected type."""
     origin = typing.get_origin(typ)
     args = typing.get_args(typ)
     if origin is typing.Union or origin is types.UnionType:
         if text.lower() == "none" and type(None) in args:
             return None
-        errors = []
         for a in args:
             if a is type(None):
                 continue
             try:
-                return _coerce(key, text, a, current)
-            except UsageError as e:
-                errors.append(str(e))
+                return _coerce(key, text, a)
+            except UsageError:
+                pass
         raise UsageError(f"--set {key}={text}: expected {typ}")
     if origin is typing.Literal:
         for a in args:
@@ -135,7 +134,7 @@ def _coerce(key: str, text: str, typ: Any, current: Any) -> Any:
     if origin in (tuple, list) or typ in (tuple, list):
         elem = args[0] if args else str
         items = [t for t in text.strip("()[]").split(",") if t.strip()]
-        vals = [_coerce(key, t.strip(), elem, None) for t in items]
+        vals = [_coerce(key, t.strip(), elem) for t in items]
         return tuple(vals) if (origin or typ) is tuple else vals
     if typ is bool:
         low = text.lower()
@@ -175,7 +174,7 @@ def apply_overrides(cfg: Any, sets: Sequence[str]) -> Any:
         key = key.strip()
         if key not in fields:
             raise UsageError(f"--set {key}: unknown key; valid keys: {', '.join(fields)}")
-        changes[key] = _coerce(key, text.strip(), hints.get(key, str), getattr(cfg, key))
+        changes[key] = _coerce(key, text.strip(), hints.get(key, str))
     try:
         return dataclasses.replace(cfg, **changes)
     except (ValueError, TypeError) as e:
