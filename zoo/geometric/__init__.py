@@ -1,0 +1,1 @@
+"""Geometric deep learning: equivariant networks (PONITA) and baselines (EGNN)."""

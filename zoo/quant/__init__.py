@@ -1,0 +1,1 @@
+"""Post-training quantization: the shared PTQ toolkit and one module per paper."""
