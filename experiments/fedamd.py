@@ -12,7 +12,10 @@ and FedAvg (the mean of the A participants' deltas; `zoo.federated.fedau`'s
 
 Claim (fixed thresholds from the spec §5(b), checked at quick and paper size):
   1. the seed-mean accuracy curve of FedAMD (p = 0.5) first reaches 85% in <= 0.75x the rounds FedAvg needs;
-  2. FedAMD's final accuracy (mean of the last 10 rounds) >= FedAvg's.
+  2. FedAMD's final accuracy (mean of the last 10 rounds) >= FedAvg's;
+  3. (the issue's "at equal client compute") FedAMD spends fewer per-sample gradient evaluations than FedAvg
+     to reach 85% (``compute_ratio_to_85 < 1``), counting its initial bullseye pass, 2 per miner step and a
+     full local pass per anchor.
 At ``test`` size (M = 10, A = 5, T = 20) the claim is only that FedAMD's training loss goes down.
 
 Ours, not the spec's: ``paper`` size keeps digits at
@@ -34,7 +37,8 @@ from zoo.registry import Experiment, Outcome, RunContext, register
 TITLE = "Anchor Sampling for Federated Learning with Partial Client Participation (FedAMD)"
 CLAIM = (
     "FedAMD (p = 0.5) reaches 85% test accuracy (seed-mean curve) in <= 0.75x the rounds FedAvg needs, and its "
-    "final accuracy (mean of the last 10 rounds) is >= FedAvg's."
+    "final accuracy (mean of the last 10 rounds) is >= FedAvg's, and it spends fewer sample gradients than "
+    "FedAvg to get there (equal client compute)."
 )
 TARGET_ACC = 0.85
 ROUNDS_RATIO_MAX = 0.75
@@ -188,7 +192,7 @@ def run(cfg: FedAMDExperimentConfig, ctx: RunContext) -> Outcome:
             metrics[f"no_miner_rounds_{method}"] = float((miners == 0).sum(1).mean())
         cumulative = init + np.cumsum(per_round)
         metrics[f"sample_gradients_{method}"] = float(cumulative[-1])
-        # compute spent until the mean curve first reaches the target (reported: the issue asks "at equal compute")
+        # compute spent until the mean curve first reaches the target (claim 3: "at equal client compute")
         metrics[f"sample_gradients_to_85_{method}"] = -1.0 if reach is None else float(cumulative[reach - 1])
     if ctx.size == "test":
         holds = metrics["probe_loss_last_fedamd"] < metrics["probe_loss_first_fedamd"]
@@ -198,7 +202,9 @@ def run(cfg: FedAMDExperimentConfig, ctx: RunContext) -> Outcome:
         metrics["rounds_ratio"] = float(ratio)
         g_amd, g_avg = metrics["sample_gradients_to_85_fedamd"], metrics.get("sample_gradients_to_85_fedavg", -1.0)
         metrics["compute_ratio_to_85"] = float(g_amd / g_avg) if (g_amd > 0 and g_avg > 0) else float("nan")
-        holds = bool(ratio <= ROUNDS_RATIO_MAX and metrics["final_acc_fedamd"] >= metrics.get("final_acc_fedavg", 0))
+        compute_ok = bool(metrics["compute_ratio_to_85"] < 1.0)  # nan (a method never got there) -> False
+        holds = bool(ratio <= ROUNDS_RATIO_MAX and metrics["final_acc_fedamd"] >= metrics.get("final_acc_fedavg", 0)
+                     and compute_ok)  # fmt: skip
     plots = _plot(ctx.out_dir, curves)
     details["curves"] = {m: c.tolist() for m, c in curves.items()}
     return Outcome(metrics=metrics, claim_holds=bool(holds), details=details, plots=plots)

@@ -146,6 +146,34 @@ def test_all_anchor_rounds_never_move_the_model():
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_anchor_probability_zero_freezes_the_bullseyes():
+    """p = 0: every sampled client is a miner, the table and v stay at their x_0 values, the model moves."""
+    state, (final, metrics, _) = _rounds(0.0)
+    assert int(metrics["anchors"].sum()) == 0 and int(metrics["miners"].sum()) == 12
+    for a, b in zip(jax.tree.leaves(final.clients["table"]), jax.tree.leaves(state.clients["table"])):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(final.server["v"]), jax.tree.leaves(state.server["v"])):
+        np.testing.assert_array_equal(a, b)
+    assert float(jnp.abs(final.server["params"]["w"] - state.server["params"]["w"]).max()) > 0
+
+
+def test_anchor_probability_zero_is_not_plain_local_sgd():
+    """With p = 0 a miner runs GD corrected by the frozen x_0 bullseye, ``u_k = v_0 + ∇F_i(y_k) - ∇F_i(x_t)``
+    (telescoped), not plain local GD: the two differ once ``x_t != x_0``. This is why FedAMD at p = 0 is
+    *not* its local-SGD baseline (the issue's proposed reduction); the exact reduction is a fresh bullseye."""
+    x_t = {"x": X0["x"] + jnp.array([0.5, -0.4, 0.3])}
+    v0 = {"x": jnp.mean(jnp.stack([_g(X0, c)["x"] for c in C2]), 0)}  # bullseye mean at x_0
+    delta, _ = fedamd.miner_update(QGRAD, x_t, v0, QDATA.index[0], QDATA.count[0], QDATA.x, QDATA.y,
+                                   jax.random.key(0), lr=0.1, local_steps=4, batch_size=2)  # fmt: skip
+    y = np.asarray(x_t["x"])
+    for _ in range(4):  # corrected GD, by hand
+        y = y - 0.1 * (np.asarray(v0["x"]) + A * (y - C2[0]) - A * (x_t["x"] - C2[0]))
+    np.testing.assert_allclose(x_t["x"] - delta["x"], y, atol=1e-6)
+    plain, _ = core.local_sgd(qloss, x_t, QDATA.index[0], QDATA.count[0], QDATA.x, QDATA.y, jax.random.key(0),
+                              lr=0.1, num_steps=4, batch_size=2)  # fmt: skip
+    assert float(jnp.abs((x_t["x"] - delta["x"]) - (x_t["x"] + plain["x"])).max()) > 1e-2
+
+
 def test_bad_inputs():
     from _fed_problem import loss_fn
 
