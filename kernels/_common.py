@@ -6,6 +6,9 @@
 - ``cdiv`` / ``round_up`` / ``next_pow2``: static (Python int) size arithmetic for padding.
 - ``tree_sum``: a fixed-order pairwise sum over a leading axis, used to reduce per-tile partial
   results without atomics (bit-reproducible on every backend).
+- ``pow2_tile`` / ``divisor_tile``: tile sizes that divide an axis (Triton: powers of two >= 16;
+  interpret mode: any divisor), so large operands need no padded copy.
+- ``device_peaks``: HBM bandwidth and dense TF32/bf16 peaks by ``device_kind`` (for benchmarks).
 """
 
 from __future__ import annotations
@@ -64,3 +67,42 @@ def tree_sum(p: jax.Array) -> jax.Array:
         half = p.shape[0] // 2
         p = p[:half] + p[half:]
     return p[0]
+
+
+def pow2_tile(extent: int, cap: int, *, minimum: int = 16) -> int:
+    """Triton tile for an axis of ``extent``: the largest power of two ``<= cap`` that divides ``extent``.
+
+    Falls back to ``max(minimum, min(prev_pow2(cap), next_pow2(extent)))`` (which then needs padding)
+    when no power of two ``>= minimum`` divides ``extent``.
+    """
+    t = prev_pow2(max(cap, minimum))
+    while t >= minimum:
+        if extent % t == 0:
+            return t
+        t //= 2
+    return max(minimum, min(prev_pow2(max(cap, minimum)), next_pow2(extent)))
+
+
+def divisor_tile(extent: int, cap: int, *, multiple_of: int = 1) -> int | None:
+    """Largest ``t <= cap`` with ``t | extent`` and ``multiple_of | t`` (interpret mode: any size); None if none."""
+    for t in range(min(cap, extent), 0, -1):
+        if extent % t == 0 and t % multiple_of == 0:
+            return t
+    return None
+
+
+# device-kind substring -> (label, HBM bytes/s, dense TF32 flop/s, dense bf16 flop/s); first match wins.
+PEAKS: tuple[tuple[tuple[str, ...], str, float, float, float], ...] = (
+    (("h200",), "H200", 4.8e12, 495e12, 989e12),
+    (("h100", "pcie"), "H100 PCIe", 2.0e12, 378e12, 756e12),
+    (("h100",), "H100 SXM", 3.35e12, 495e12, 989e12),
+)
+
+
+def device_peaks(kind: str) -> dict:
+    """Peaks for a ``device_kind`` string: ``dict(label, bw, tf32, bf16)`` (B/s, flop/s); None values if unknown."""
+    low = kind.lower()
+    for keys, label, bw, tf32, bf16 in PEAKS:
+        if all(k in low for k in keys):
+            return dict(label=label, bw=bw, tf32=tf32, bf16=bf16)
+    return dict(label=f"{kind} (unknown peak)", bw=None, tf32=None, bf16=None)

@@ -18,6 +18,16 @@ def is_traced(x: Any) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
+def _kind(dtype: Any) -> str:
+    """numpy's dtype kind, except that the ml_dtypes floats (bfloat16, float8_*: numpy kind "V") are "f"."""
+    k = np.dtype(dtype).kind
+    if k == "V":
+        import jax.numpy as jnp
+
+        return "f" if jnp.issubdtype(dtype, jnp.floating) else k
+    return k
+
+
 def check_array(
     name: str,
     x: Any,
@@ -56,10 +66,12 @@ def check_array(
     if min_size is not None and (x.ndim == 0 or x.shape[0] < min_size):
         got = x.shape[0] if x.ndim else "a scalar"
         raise ValueError(f"{name}: expected at least {min_size} rows, got {got}")
-    if kind is not None and np.dtype(x.dtype).kind not in kind:
+    dkind = _kind(x.dtype)
+    if kind is not None and dkind not in kind:
         raise ValueError(f"{name}: expected dtype kind in {kind!r}, got {x.dtype}")
-    if finite and not is_traced(x) and np.dtype(x.dtype).kind in "fc":
-        bad = ~np.isfinite(np.asarray(x))
+    if finite and not is_traced(x) and dkind in "fc":
+        v = np.asarray(x)
+        bad = ~np.isfinite(v if v.dtype.kind in "fc" else v.astype(np.float32))
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ValueError(
