@@ -146,10 +146,24 @@ class QuantizedLinear:
         K, N = self.shape
         return K // self.scales.shape[0] if self.group_axis == "oc" else N // self.scales.shape[1]
 
-    def apply(self, x: jax.Array) -> jax.Array:
-        """``x: f[..., K] -> f[..., N]``: ``x[..., perm] @ ŵ_stored + b`` in f32, cast to ``x.dtype``."""
+    def apply(self, x: jax.Array, *, use_kernel: bool = False) -> jax.Array:
+        """``x: f[..., K] -> f[..., N]``: ``x[..., perm] @ ŵ_stored + b`` in f32, cast to ``x.dtype``.
+
+        ``use_kernel=True`` runs `zoo.kernels.dequant_matmul` (dequantized inside the matmul tiles;
+        interpret mode on CPU) on the stored codes instead of materialising ``ŵ``.
+        """
         xs = x if self.perm is None else jnp.take(x, self.perm, axis=-1)
-        y = xs.astype(jnp.float32) @ dequantize_linear(self, stored=True)
+        if use_kernel:
+            from zoo.kernels.dequant_matmul import dequant_matmul
+
+            K, N = self.shape
+            gs = self.group_size
+            group_size = None if (self.group_axis == "oc" and gs == K) else gs
+            y = dequant_matmul(xs.reshape(-1, K).astype(jnp.float32), self.qweight, self.scales, self.zeros,
+                               bits=self.bits, group_size=group_size, group_axis=self.group_axis)  # fmt: skip
+            y = y.reshape(*x.shape[:-1], N)
+        else:
+            y = xs.astype(jnp.float32) @ dequantize_linear(self, stored=True)
         if self.bias is not None:
             y = y + self.bias.astype(jnp.float32)
         return y.astype(x.dtype)
