@@ -154,8 +154,8 @@ def plan(
     bd: int,
     *,
     block_nodes: int = 16,
-    block_edges: int = 64,
-    block_channels: int = 128,
+    block_edges: int = 32,
+    block_channels: int = 64,
     target: str = "interpret",
 ) -> Plan:
     """Choose tiles and padding for N nodes, C channels, basis width Bd on ``target``.
@@ -170,7 +170,7 @@ def plan(
         r = min(max(16, prev_pow2(block_nodes)), max(16, next_pow2(n)))
         et = max(16, prev_pow2(block_edges))
         ct = min(max(16, prev_pow2(block_channels)), cp)
-        bb = min(128, bdp)
+        bb = min(64, bdp)  # the backward's A tile [bb, Cp] and accumulators live in shared memory
         bk = min(64, bdp, cp)
     elif target == "mosaic":
         cp, bdp = round_up(c, 128), round_up(bd, 128)
@@ -604,8 +604,8 @@ def fused_separable_conv(
     *,
     interpret: bool | None = None,
     block_nodes: int = 16,
-    block_edges: int = 64,
-    block_channels: int = 128,
+    block_edges: int = 32,
+    block_channels: int = 64,
 ) -> jax.Array:
     """Fused separable group convolution (same semantics as ``fused_separable_conv_reference``).
 

@@ -166,9 +166,9 @@ def test_lowers_to_triton(m, qdt, bits, axis, g):
 
 def test_plan_rules():
     p = dq.plan(1, 4096, 4096, bits=4, pack=8, group_size=128, target="triton")
-    assert (p.block_m, p.block_n, p.block_k, p.split_k, p.n_pad) == (1, 128, 128, 4, 4096) and not p.use_dot
+    assert (p.block_m, p.block_n, p.block_k, p.split_k, p.n_pad) == (1, 64, 128, 8, 4096) and not p.use_dot
     p = dq.plan(64, 4096, 4096, bits=4, pack=8, group_size=128, target="triton")
-    assert (p.block_m, p.split_k) == (64, 4) and p.use_dot
+    assert (p.block_m, p.block_n, p.split_k) == (64, 128, 4) and p.use_dot
     p = dq.plan(16, 4096, 4096, bits=4, pack=8, group_size=32, target="triton")
     assert p.block_k == 32  # one scale row per K tile
     p = dq.plan(16, 4096, 4096, bits=4, pack=8, group_size=64, group_axis="ic", target="triton")
