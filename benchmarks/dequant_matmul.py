@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -32,19 +31,8 @@ from zoo.kernels import _common
 from zoo.kernels import dequant_matmul as dq
 
 
-def _best_time(f, *args, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        jax.block_until_ready(f(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
-def _fmt(v, spec, missing="n/a"):
-    return missing if v is None else format(v, spec)
 
 
 def make_layer(seed: int, k: int, n: int, *, bits: int, group_size: int | None):
@@ -67,7 +55,7 @@ def _per_call(op, x, stacked, *, warmup: int, repeats: int) -> float:
     would mostly measure host dispatch at these microsecond sizes."""
     f = jax.jit(lambda x, st: jax.lax.scan(lambda c, a: (c, op(x, *a)), 0, st, unroll=True)[1])
     s = jax.tree.leaves(stacked)[0].shape[0]
-    return _best_time(f, x, stacked, warmup=warmup, repeats=repeats) / s
+    return _common.best_time(f, x, stacked, warmup=warmup, repeats=repeats) / s
 
 
 def run(*, ms, kns, bit_list, group_size, kernel_kw, warmup, repeats, interpret, copies=1, seed=0) -> list[dict]:
@@ -126,8 +114,8 @@ def print_table(rows: list[dict], *, note: str) -> None:
     for r in rows:
         print(
             f"{r['bits']:>4} {r['group']:>5} {r['m']:>4} {r['k']:>6} {r['kernel_us']:>10.1f} {r['xla_us']:>9.1f} "
-            f"{r['bf16_us']:>9.1f} {r['xla_ratio']:>8.2f} {r['bf16_ratio']:>9.2f} {_fmt(r['floor_us'], '9.1f'):>9} "
-            f"{_fmt(r['roofline_frac'], '8.2f'):>8} {r['rel_err']:>9.2e} {r['tiles']:>16}"
+            f"{r['bf16_us']:>9.1f} {r['xla_ratio']:>8.2f} {r['bf16_ratio']:>9.2f} {_common.fmt(r['floor_us'], '9.1f'):>9} "
+            f"{_common.fmt(r['roofline_frac'], '8.2f'):>8} {r['rel_err']:>9.2e} {r['tiles']:>16}"
         )
 
 

@@ -25,7 +25,6 @@ import argparse
 import functools
 import json
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -36,16 +35,6 @@ from zoo.kernels import fused_logprob as fl
 DTYPES = {"bf16": jnp.bfloat16, "f32": jnp.float32}
 
 
-def _best_time(f, *args, warmup: int, repeats: int) -> float:
-    """Best wall time in seconds over ``repeats`` calls after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        jax.block_until_ready(f(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _compile(f, *args):
@@ -60,8 +49,6 @@ def _temp_mb(compiled) -> float | None:
         return None
 
 
-def _fmt(v, spec, missing="n/a"):
-    return missing if v is None else format(v, spec)
 
 
 def _loss(fn):
@@ -97,8 +84,8 @@ def run(*, m, d, v, dtypes, modes, kernel_kw, warmup, repeats, interpret, seed=0
                 dh_r, dh_k = ref(h, w, t)[1][0], ker(h, w, t)[1][0]
                 err = float(jnp.max(jnp.abs(dh_r.astype(jnp.float32) - dh_k.astype(jnp.float32))))
                 flops = 6 * m * d * v
-            t_ref = _best_time(ref, h, w, t, warmup=warmup, repeats=repeats)
-            t_ker = _best_time(ker, h, w, t, warmup=warmup, repeats=repeats)
+            t_ref = _common.best_time(ref, h, w, t, warmup=warmup, repeats=repeats)
+            t_ker = _common.best_time(ker, h, w, t, warmup=warmup, repeats=repeats)
             floor = None if peak is None else flops / peak
             rows.append(
                 dict(
@@ -133,8 +120,8 @@ def print_table(rows: list[dict], *, note: str) -> None:
     for r in rows:
         print(
             f"{r['dtype']:<5} {r['mode']:<8} {r['m']:>7} {r['ref_ms']:>9.3f} {r['kernel_ms']:>10.3f} {r['ratio']:>8.2f} "
-            f"{_fmt(r['floor_ms'], '9.3f'):>9} {_fmt(r['roofline_frac'], '8.2f'):>8} "
-            f"{_fmt(r['ref_temp_mb'], '10.1f'):>10} {_fmt(r['kernel_temp_mb'], '11.1f'):>11} "
+            f"{_common.fmt(r['floor_ms'], '9.3f'):>9} {_common.fmt(r['roofline_frac'], '8.2f'):>8} "
+            f"{_common.fmt(r['ref_temp_mb'], '10.1f'):>10} {_common.fmt(r['kernel_temp_mb'], '11.1f'):>11} "
             f"{r['logits_mb']:>9.1f} {r['max_err']:>9.2e}"
         )
 

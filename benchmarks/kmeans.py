@@ -16,7 +16,7 @@ reached by the kernel,
     bytes = 4 N D (read x once) + 4 K D (c) + 8 N (labels, d2) [+ 4 K (D + 1) sums, counts],
     flops = 2 N K D (the distance GEMM, at the dense TF32 peak: f32 inputs run on TF32 tensor cores),
 
-with peaks from ``PEAKS`` keyed by the device kind, plus the peak temporary memory of each
+with peaks from ``zoo.kernels._common.PEAKS`` keyed by the device kind, plus the peak temporary memory of each
 (XLA's ``memory_analysis``; the reference materialises the N x K distance matrix, 4 N K bytes).
 """
 
@@ -26,41 +26,12 @@ import argparse
 import functools
 import json
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 
+from zoo.kernels import _common
 from zoo.kernels import kmeans as km
-
-# device-kind substring -> (HBM bytes/s, dense TF32 flop/s, dense bf16 flop/s); first match wins.
-PEAKS: tuple[tuple[tuple[str, ...], str, float, float, float], ...] = (
-    (("h200",), "H200", 4.8e12, 495e12, 989e12),
-    (("h100", "pcie"), "H100 PCIe", 2.0e12, 378e12, 756e12),
-    (("h100",), "H100 SXM", 3.35e12, 495e12, 989e12),
-)
-
-
-def device_peaks(kind: str) -> tuple[str, float | None, float | None]:
-    """(label, bandwidth B/s, TF32 flop/s) for a ``device_kind``; (kind + ' (unknown peak)', None, None) if unknown."""
-    low = kind.lower()
-    for keys, label, bw, tf32, _bf16 in PEAKS:
-        if all(k in low for k in keys):
-            return label, bw, tf32
-    return f"{kind} (unknown peak)", None, None
-
-
-def _best_time(f, *args, warmup: int, repeats: int) -> float:
-    """Best wall time in seconds over ``repeats`` calls, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        jax.block_until_ready(f(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        best = min(best, time.perf_counter() - t0)
-    return best
-
 
 def _temp_bytes(f, *args) -> int | None:
     """Peak temporary (scratch) bytes XLA allocates for ``f(*args)``; None if the backend won't say."""
@@ -79,8 +50,6 @@ def _floor_seconds(n, k, d, *, accumulate, bw, peak) -> float | None:
     return max(nbytes / bw, flops / peak)
 
 
-def _fmt(v, spec, missing="n/a"):
-    return missing if v is None else format(v, spec)
 
 
 def run(
@@ -98,7 +67,8 @@ def run(
     """Time kernel vs reference for every K; return one row (dict) per (op, K)."""
     dev = jax.devices()[0]
     kind = getattr(dev, "device_kind", str(dev))
-    label, bw, peak = device_peaks(kind)
+    pk = _common.device_peaks(kind)
+    label, bw, peak = pk["label"], pk["bw"], pk["tf32"]
     key = jax.random.PRNGKey(seed)
     x = jax.random.normal(key, (n, d), jnp.float32)
     rows = []
@@ -112,8 +82,8 @@ def run(
             ker = jax.jit(functools.partial(ker_fn, block_n=block_n, block_k=block_k, interpret=interpret))
             out_r, out_k = ref(x, c), ker(x, c)
             match = float(jnp.mean(out_r[0] == out_k[0]))
-            t_ref = _best_time(ref, x, c, warmup=warmup, repeats=repeats)
-            t_ker = _best_time(ker, x, c, warmup=warmup, repeats=repeats)
+            t_ref = _common.best_time(ref, x, c, warmup=warmup, repeats=repeats)
+            t_ker = _common.best_time(ker, x, c, warmup=warmup, repeats=repeats)
             floor = _floor_seconds(n, k, d, accumulate=name != "assign", bw=bw, peak=peak)
             p = km.plan(n, k, d, block_n=block_n, block_k=block_k, target="interpret" if interpret else "triton")
             rows.append(
@@ -156,7 +126,7 @@ def print_table(rows: list[dict], *, note: str) -> None:
     for r in rows:
         print(
             f"{r['op']:<18} {r['k']:>5} {r['ref_ms']:>9.3f} {r['kernel_ms']:>10.3f} {r['ratio']:>8.2f} "
-            f"{_fmt(r['floor_ms'], '9.3f'):>9} {_fmt(r['roofline_frac'], '8.2f'):>8} "
+            f"{_common.fmt(r['floor_ms'], '9.3f'):>9} {_common.fmt(r['roofline_frac'], '8.2f'):>8} "
             f"{r['ref_temp_mb']:>10.1f} {r['kernel_temp_mb']:>11.1f} {r['labels_match']:>7.4f} "
             f"{str(r['block_n']) + 'x' + str(r['block_k']):>9} {'yes' if r['x_padded'] else 'no':>5}"
         )

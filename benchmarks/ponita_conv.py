@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from zoo.kernels import _common
 from zoo.kernels import ponita_conv as pc
 
 # device-kind substring -> (HBM bytes/s, dense TF32 flop/s, dense bf16 flop/s); first match wins.
@@ -70,16 +71,6 @@ def conv_cost(n: int, e: int, o: int, c: int, bd: int, *, backward: bool) -> tup
     return 4.0 * (e * o * bd + 2 * n * o * c + bd * c + o * o * c), 2.0 * e * o * bd * c
 
 
-def _best_time(f, *args, warmup: int, repeats: int) -> float:
-    """Best wall time in seconds over ``repeats`` calls after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        jax.block_until_ready(f(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def make_problem(n: int, e: int, o: int, c: int, bd: int, *, complete_graphs: int = 0, seed: int = 0):
@@ -137,8 +128,8 @@ def bench_conv(name, prob, *, configs, warmup, repeats, interpret, bw, peak) -> 
     ref_fwd, ref_grad = _fns(pc.fused_separable_conv_reference)
     out_ref = ref_fwd(*args)
     grad_ref = ref_grad(*args, w)
-    t_ref = {"fwd": _best_time(ref_fwd, *args, warmup=warmup, repeats=repeats),
-             "fwd+bwd": _best_time(ref_grad, *args, w, warmup=warmup, repeats=repeats)}
+    t_ref = {"fwd": _common.best_time(ref_fwd, *args, warmup=warmup, repeats=repeats),
+             "fwd+bwd": _common.best_time(ref_grad, *args, w, warmup=warmup, repeats=repeats)}
     rows = []
     for cfg in configs:
         bn, be, bc = cfg
@@ -151,7 +142,7 @@ def bench_conv(name, prob, *, configs, warmup, repeats, interpret, bw, peak) -> 
                        ref_ms=1e3 * t_ref[mode])
             try:
                 err = _max_rel(kf(*args, *extra), ref_out)
-                t = _best_time(kf, *args, *extra, warmup=warmup, repeats=repeats)
+                t = _common.best_time(kf, *args, *extra, warmup=warmup, repeats=repeats)
             except Exception as ex:  # a block config that does not compile on this card: report, go on
                 row.update(kernel_ms=None, ratio=None, roofline=None, max_rel_err=None,
                            error=f"{type(ex).__name__}: {str(ex).splitlines()[0][:160]}")
@@ -201,8 +192,8 @@ def bench_model(*, warmup, repeats, quick) -> list[dict]:
             t0 = time.perf_counter()
             jax.block_until_ready(step(params, opt_state, batch, k[5]))
             row["compile_s"] = time.perf_counter() - t0
-            row["step_ms"] = 1e3 * _best_time(step, params, opt_state, batch, k[5], warmup=warmup, repeats=repeats)
-            row["forward_ms"] = 1e3 * _best_time(fwd, params, batch, warmup=warmup, repeats=repeats)
+            row["step_ms"] = 1e3 * _common.best_time(step, params, opt_state, batch, k[5], warmup=warmup, repeats=repeats)
+            row["forward_ms"] = 1e3 * _common.best_time(fwd, params, batch, warmup=warmup, repeats=repeats)
             row["loss"] = float(step(params, opt_state, batch, k[5])[2])
             row["error"] = None
         except Exception as ex:
@@ -211,8 +202,6 @@ def bench_model(*, warmup, repeats, quick) -> list[dict]:
     return rows
 
 
-def _fmt(v, spec, missing="n/a"):
-    return missing if v is None else format(v, spec)
 
 
 def print_conv(rows, note):
@@ -228,7 +217,7 @@ def print_conv(rows, note):
                   f"FAILED {r['error']}")
             continue
         print(f"{r['setting']:<8} {r['mode']:<8} {r['e']:>6} {r['o']:>3} {r['blocks']:>15} {r['ref_ms']:>8.3f} "
-              f"{r['kernel_ms']:>9.3f} {r['ratio']:>8.2f} {_fmt(r['roofline'], '8.2f'):>8} "
+              f"{r['kernel_ms']:>9.3f} {r['ratio']:>8.2f} {_common.fmt(r['roofline'], '8.2f'):>8} "
               f"{r['max_rel_err']:>11.2e}{mark}")
     print("(* = fastest block config for that setting and mode)")
 

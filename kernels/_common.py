@@ -106,3 +106,26 @@ def device_peaks(kind: str) -> dict:
         if all(k in low for k in keys):
             return dict(label=label, bw=bw, tf32=tf32, bf16=bf16)
     return dict(label=f"{kind} (unknown peak)", bw=None, tf32=None, bf16=None)
+
+
+# ------------------------------------------------------------------------------ benchmark helpers
+
+
+def best_time(f, *args, warmup: int, repeats: int) -> float:
+    """Best wall time in seconds of ``f(*args)`` (each ending in ``block_until_ready``) over ``repeats``
+    calls, after ``warmup`` untimed calls. Used by every script in ``benchmarks/``."""
+    import time
+
+    for _ in range(warmup):
+        jax.block_until_ready(f(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(*args))
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def fmt(v, spec: str, missing: str = "n/a") -> str:
+    """``format(v, spec)``, or ``missing`` when ``v`` is None (a benchmark table cell)."""
+    return missing if v is None else format(v, spec)

@@ -31,9 +31,11 @@ def test_benchmark_cpu_sanity(capsys):
 
 
 def test_device_peaks_table():
-    bench = _load()
-    assert bench.device_peaks("NVIDIA H100 80GB HBM3")[1:] == (3.35e12, 495e12)
-    assert bench.device_peaks("NVIDIA H200")[1] == 4.8e12
-    assert bench.device_peaks("NVIDIA H100 PCIe")[1] == 2.0e12
-    label, bw, flops = bench.device_peaks("cpu")
-    assert "unknown peak" in label and bw is None and flops is None
+    from zoo.kernels._common import device_peaks
+
+    h100 = device_peaks("NVIDIA H100 80GB HBM3")
+    assert (h100["bw"], h100["tf32"], h100["bf16"]) == (3.35e12, 495e12, 989e12)
+    assert device_peaks("NVIDIA H200")["bw"] == 4.8e12
+    assert device_peaks("NVIDIA H100 PCIe")["bw"] == 2.0e12
+    cpu = device_peaks("cpu")
+    assert "unknown peak" in cpu["label"] and cpu["bw"] is None and cpu["tf32"] is None
