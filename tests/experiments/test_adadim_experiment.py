@@ -1,0 +1,50 @@
+"""The `adadim` experiment end to end at its `test` size (spec papers/adadim.md §5(b))."""
+
+from __future__ import annotations
+
+import pytest
+
+from zoo.registry import UsageError, apply_overrides, get
+
+
+@pytest.fixture(scope="module")
+def test_run(run_test_size):
+    return run_test_size("adadim", seeds=2)
+
+
+def test_result_and_plot(test_run):
+    out, r = test_run
+    assert (r["experiment"], r["paper"], r["size"]) == ("adadim", "adadim", "test")
+    assert r["seeds"] == [0, 1] and r["config"]["task"] == "synthetic"
+    m = r["metrics"]
+    assert r["claim_holds"] == (m["frac_ic_lower_mse_outlier_input"] == 1.0
+                                and m["frac_select_ic_outlier_input"] == 1.0
+                                and m["frac_select_oc_outlier_output"] == 1.0)  # fmt: skip
+    assert r["claim_holds"], m
+    assert m["mse_ic_outlier_input"] < m["mse_oc_outlier_input"]
+    assert m["mse_oc_outlier_output"] < m["mse_ic_outlier_output"]
+    assert (out / "adadim_synthetic.png").stat().st_size > 1000
+
+
+def test_config_validation():
+    exp = get("adadim")
+    q = exp.sizes["quick"]
+    assert (q.task, q.bits, q.group_size, q.style) == ("mlp", 3, 16, "awq")
+    with pytest.raises(UsageError, match="group_size"):
+        apply_overrides(q, ["group_size=24"])
+    with pytest.raises(UsageError, match="methods: expected one of"):
+        apply_overrides(q, ["methods=rtn_ada,awq"])
+    with pytest.raises(UsageError, match="task"):
+        apply_overrides(q, ["task=lm"])
+    with pytest.raises(UsageError, match="bits"):
+        apply_overrides(q, ["bits=9"])
+
+
+def test_lm_variant(run_test_size):
+    out, r = run_test_size("adadim/lm", seeds=1)
+    m = r["metrics"]
+    assert r["paper"] == "adadim" and r["config"]["group_size"] == 16
+    assert abs(m["fp_ppl_outliers"] - m["fp_ppl"]) < 1e-3 * m["fp_ppl"]  # the outliers preserve the function
+    assert r["claim_holds"] == (m["ppl_outliers_rtn_ada"] <= min(m["ppl_outliers_rtn_oc"], m["ppl_outliers_rtn_ic"]))
+    assert 0.0 <= m["ic_frac_outliers_rtn_ada"] <= 1.0
+    assert (out / "adadim_lm.png").stat().st_size > 1000
