@@ -3,8 +3,8 @@
 Spec: ``papers/flexround.md`` §5(b). Model: MLP 64-128-128-10 (ReLU, He-normal) trained in-project
 on scikit-learn's bundled digits (``zoo.quant.models``; split 1200 / 597 after a ``default_rng(0)``
 shuffle; Adam 1e-3, batch 64, 60 epochs; trained once, key 0). PTQ: all three kernels, weight-only,
-asymmetric **per-tensor**, layer-wise reconstruction (block = one Dense + its ReLU; target = FP layer
-on FP input; input = quantized prefix), 256 calibration images drawn from train by the seed,
+asymmetric **per-tensor**, layer-wise reconstruction (block = one Dense; target = the FP Dense output
+on FP input (``block_target='dense_relu'`` takes it after the ReLU); input = quantized prefix), 256 calibration images drawn from train by the seed,
 1000 Adam steps per layer, batch 64, constant LR (FlexRound 3e-3; AdaRound 1e-3, λ = 0.01, β 20 → 2
 after 20 % warm-up); initial grid = MSE search (p = 2.4, 100 shrink factors, zero included);
 ``use_s4=False``. Each seed (= calibration draw) is one pure function, run as a vmapped population.
