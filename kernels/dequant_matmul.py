@@ -233,9 +233,9 @@ def plan(
     bk divides K and (oc) g, and is a multiple of ``pack``; bn divides g (ic) or N is padded (oc).
     Triton: powers of two >= 16; bm = 1 for M = 1, else min(128, max(16, next_pow2(M))) unless given;
     default ``split_k`` aims at >= 128 programs; ``split_k`` is lowered to a divisor of the K tile count.
-    Triton at M <= 16 (decode; memory-bound): default bn = 64 and >= 512 programs — on an H200 this gave
-    1.84x / 1.50x over XLA at M = 1 / 16 (K = N = 4096, int4) against 1.31x / 1.20x with bn = 128 and
-    >= 128 programs (docs/benchmarks.md). Otherwise default bn = 128.
+    Triton at M <= 16 (decode; memory-bound): default bn = 64 and >= 512 programs — on H200s this gave
+    1.84x / 1.50x and, on another machine, 1.60x / 1.29x over XLA at M = 1 / 16 (K = N = 4096, int4),
+    against 1.31x / 1.20x with bn = 128 and >= 128 programs (docs/benchmarks.md). Otherwise bn = 128.
     Interpret: any divisor; ``split_k`` defaults to 1.
     """
     check_choice("target", target, ("interpret", "triton", "mosaic"))
