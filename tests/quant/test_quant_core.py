@@ -331,3 +331,12 @@ def test_reconstruct_block_bad_input(recon_problem):
         reconstruct_block(_apply_q, v0, (w, qp), x, y, key=key, schedule="step", **kw)
     with pytest.raises(ValueError, match="x_in: .*non-finite"):
         reconstruct_block(_apply_q, v0, (w, qp), x.at[0, 0].set(jnp.nan), y, key=key, **kw)
+
+
+def test_clip_codes_has_clamp_derivative_at_the_bounds():
+    from zoo.quant.core import clip_codes
+
+    r = jnp.array([-1.0, 0.0, 1.5, 3.0, 4.0])
+    np.testing.assert_array_equal(clip_codes(r, 0.0, 3.0), [0.0, 0.0, 1.5, 3.0, 3.0])
+    g = jax.grad(lambda v: jnp.sum(clip_codes(v, 0.0, 3.0)))(r)
+    np.testing.assert_array_equal(g, [0.0, 1.0, 1.0, 1.0, 0.0])  # jnp.clip gives 0.5 at 0.0 and 3.0

@@ -421,6 +421,13 @@ def floor_ste(x: jax.Array) -> jax.Array:
     return x + jax.lax.stop_gradient(jnp.floor(x) - x)
 
 
+def clip_codes(r: jax.Array, lo: Any, hi: Any) -> jax.Array:
+    """``clip(r, lo, hi)`` with torch.clamp's derivative: 1 on the closed range ``[lo, hi]``, 0 outside
+    (``jnp.clip`` would give 1/2 at a value equal to a bound)."""
+    inside = (r >= lo) & (r <= hi)
+    return jnp.where(inside, r, jax.lax.stop_gradient(jnp.clip(r, lo, hi)))
+
+
 def fake_quant_ste(
     w: jax.Array, qp: QParams, spec: QuantSpec, *, clip_grad: bool = True, learn_qparams: bool = False
 ) -> jax.Array:
@@ -441,8 +448,8 @@ def fake_quant_ste(
     if not learn_qparams:
         s = jax.lax.stop_gradient(s)
     u = round_ste(view / s) + z
-    if clip_grad:  # torch.clamp's derivative: 1 on the closed range (jnp.clip would give 1/2 at ties)
-        q = jnp.where((u >= spec.qmin) & (u <= spec.qmax), u, jax.lax.stop_gradient(jnp.clip(u, spec.qmin, spec.qmax)))
+    if clip_grad:
+        q = clip_codes(u, spec.qmin, spec.qmax)
     else:
         q = u + jax.lax.stop_gradient(jnp.clip(u, spec.qmin, spec.qmax) - u)
     return (s * (q - z)).reshape(w.shape)
@@ -598,7 +605,7 @@ from zoo.quant.packing import (  # noqa: E402
 )
 
 __all__ = [
-    "GPTQResult", "QParams", "QuantPlan", "QuantSpec", "QuantizedLinear", "apply_plan", "check_weight",
+    "GPTQResult", "QParams", "QuantPlan", "QuantSpec", "QuantizedLinear", "apply_plan", "check_weight", "clip_codes",
     "compute_qparams", "dequantize", "dequantize_linear", "dequantize_params", "expand", "fake_quant",
     "fake_quant_raw", "fake_quant_ste", "floor_ste", "from_autogptq", "from_gptq", "gptq_quantize",
     "hessian_init", "hessian_update", "is_kernel", "make_plan", "pack_int4", "path_str", "qparam_shape",

@@ -44,7 +44,7 @@ import numpy as np
 
 from zoo.checks import check_array, check_choice, check_range, is_traced
 from zoo.quant import core
-from zoo.quant.core import QParams, QuantSpec
+from zoo.quant.core import QParams, QuantSpec, clip_codes
 
 GRIDS = ("minmax", "mse", "mse2d", "mse_gptq")
 METHODS = ("rtn", "adaround", "adaquant", "flexround")
@@ -82,12 +82,6 @@ def _init_grid(w: jax.Array, spec: QuantSpec, grid: str) -> tuple[jax.Array, jax
 def _to_qparams(scale: jax.Array, zero: jax.Array, w_shape, spec: QuantSpec) -> QParams:
     shape = core.qparam_shape(tuple(w_shape), spec)
     return QParams(jnp.reshape(scale, shape), jnp.reshape(zero, shape))
-
-
-def clip_codes(r: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.Array:
-    """``clip(r, lo, hi)`` with torch.clamp's derivative: 1 on the closed range ``[lo, hi]``, 0 outside."""
-    inside = (r >= lo) & (r <= hi)
-    return jnp.where(inside, r, jax.lax.stop_gradient(jnp.clip(r, lo, hi)))
 
 
 def _check_state(st: Any, w: Any, fields: dict[str, tuple[int, ...] | None], kind: str) -> None:
