@@ -145,6 +145,7 @@ def make_run(cfg: TWGRPOExperimentConfig, data):
 
     from zoo.rl import tiny_lm, tw_grpo
     from zoo.rl.grpo_envs import multichoice as mc
+    from zoo.rl.train import sft_fit
 
     task, lm = _setup(cfg)
     g = mc.grammar(task)
@@ -152,24 +153,16 @@ def make_run(cfg: TWGRPOExperimentConfig, data):
     prompts, gt = jnp.asarray(train["prompt"]), jnp.asarray(train["gt"])
     demo_tok, demo_mask = jnp.asarray(demo_tok), jnp.asarray(demo_mask)
     ev_prompt, ev_gt, ev_multi = jnp.asarray(ev["prompt"]), jnp.asarray(ev["gt"]), jnp.asarray(ev["multi"])
-    sft_opt = optax.adam(cfg.sft_lr)
     opt = optax.adam(cfg.lr)
     step = tw_grpo.make_tw_grpo_step(task, lm, opt, n_prompts=cfg.n_prompts, group_size=cfg.group_size,
                                      format_weight=cfg.format_weight)  # fmt: skip
     n_chunks = cfg.steps // cfg.eval_every
 
-    def sft(params, key):  # noisy-demonstration warm start (token-mean NLL, Adam)
-        def body(c, k):
-            p, o = c
-            i = jax.random.randint(k, (cfg.sft_batch,), 0, prompts.shape[0])
-            grads = jax.grad(tiny_lm.sft_loss)(p, prompts[i], demo_tok[i], demo_mask[i], cfg=lm)
-            u, o = sft_opt.update(grads, o, p)
-            return (optax.apply_updates(p, u), o), None
-
+    def sft(params, key):  # noisy-demonstration warm start (token-mean NLL, Adam): the core's sft_fit
         if cfg.sft_steps == 0:
             return params
-        (params, _), _ = jax.lax.scan(body, (params, sft_opt.init(params)), jax.random.split(key, cfg.sft_steps))
-        return params
+        return sft_fit(key, params, prompts, demo_tok, demo_mask, cfg=lm, steps=cfg.sft_steps, lr=cfg.sft_lr,
+                       batch_size=cfg.sft_batch)  # fmt: skip
 
     def evaluate(params):  # greedy decoding on the eval items
         roll = tiny_lm.sample(params, jax.random.key(0), ev_prompt, cfg=lm, max_new=task.max_completion, greedy=True)
