@@ -90,9 +90,47 @@ def test_report_collects_latest(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "img/results/_dummy__x/plot.png").read_bytes() == b"\x89PNG"
 
 
-def test_resume_reuses_latest_dir(tmp_path, monkeypatch):
+def test_resume_of_an_experiment_that_does_not_checkpoint_exits_2(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    first = tmp_path / "runs/_dummy/x/test-20260101-000000"
-    registry.run_experiment("_dummy/x", size="test", out=first)
-    assert cli.main(["run", "_dummy/x", "--size", "test", "--resume"]) == 0
-    assert sorted(p.name for p in (tmp_path / "runs/_dummy/x").iterdir()) == [first.name]
+    registry.run_experiment("_dummy/x", size="test", out=tmp_path / "runs/_dummy/x/test-20260101-000000")
+    assert cli.main(["run", "_dummy/x", "--size", "test", "--resume"]) == 2
+    assert "cannot resume" in capsys.readouterr().err
+
+
+def _chunked_run(cfg, ctx):
+    """A resumable stand-in: a population of one counter per seed, one chunk per step."""
+    import jax
+    import jax.numpy as jnp
+
+    from zoo.train import run_population
+
+    keys = jax.vmap(jax.random.key)(jnp.asarray(ctx.seeds, jnp.uint32))
+    init = lambda k, h: jax.random.uniform(k)  # noqa: E731
+    chunk = lambda s, h, c: (s * 0.5 + c, s)  # noqa: E731
+    state, outs = run_population(init, chunk, keys, num_chunks=cfg.n, **ctx.runner("count"))
+    return registry.Outcome(metrics={"final": float(state.sum()), "first": float(outs[:, 0].sum())}, claim_holds=True)
+
+
+@pytest.fixture
+def _resumable():
+    registry.register(registry.Experiment(
+        name="_dummy/resumable", paper="_dummy", title="A resumable stand-in", claim="always",
+        sizes={"test": _Cfg(n=4), "quick": _Cfg(n=4), "paper": _Cfg(n=4)}, run=_chunked_run, resumable=True))
+    yield
+    registry._REGISTRY.pop("_dummy/resumable", None)
+
+
+def test_resume_reuses_latest_dir_and_checks_settings(tmp_path, monkeypatch, capsys, _resumable):
+    monkeypatch.chdir(tmp_path)
+    first = tmp_path / "runs/_dummy/resumable/test-20260101-000000"
+    full = registry.run_experiment("_dummy/resumable", size="test", out=first)
+    (first / "result.json").unlink()  # as if killed before the end: report skips it, resume finds it
+    assert cli.main(["report", "--size", "test", "--out", "r.md"]) == 0
+    assert "_dummy/resumable" not in (tmp_path / "r.md").read_text()
+    assert cli.main(["run", "_dummy/resumable", "--size", "test", "--resume", "--no-progress"]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs/_dummy/resumable").iterdir()) == [first.name]
+    assert json.loads((first / "result.json").read_text())["metrics"] == full["metrics"]
+    assert cli.main(["run", "_dummy/resumable", "--size", "test", "--resume", "--seeds", "5"]) == 2
+    assert "another seeds" in capsys.readouterr().err
+    assert cli.main(["run", "_dummy/resumable", "--size", "test", "--out", str(first)]) == 2
+    assert "holds checkpoints" in capsys.readouterr().err

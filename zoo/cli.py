@@ -42,7 +42,15 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="output directory (default runs/NAME/SIZE-TIMESTAMP)")
     r.add_argument("--resume", action="store_true",
                    help="resume in --out (default: the latest run of NAME at SIZE) from its checkpoints")
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
+                   help="checkpoint long runs every N chunks (default 1)")
+    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars (default: on when stderr is a terminal)")
+    r.add_argument("--distributed", action="store_true",
+                   help="run as one of several processes (jax.distributed); members shard over all processes")
+    r.add_argument("--coordinator", default=None, help="with --distributed: coordinator host:port")
+    r.add_argument("--num-processes", type=int, default=None, help="with --distributed: number of processes")
+    r.add_argument("--process-id", type=int, default=None, help="with --distributed: this process's id")
 
     rep = sub.add_parser("report", help="collect the latest result of each experiment into a markdown report")
     rep.add_argument("--runs", default="runs", help="directory holding runs/NAME/... (default: runs)")
@@ -53,8 +61,12 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _latest_run(runs: Path, name: str, size: str) -> Path | None:
-    cands = sorted((runs / name).glob(f"{size}-*/result.json")) if (runs / name).exists() else []
+def _latest_run(runs: Path, name: str, size: str, *, finished: bool = True) -> Path | None:
+    """The newest run directory of NAME at SIZE: finished ones (with result.json), or any started one."""
+    marker = "result.json" if finished else "run.json"
+    cands = sorted((runs / name).glob(f"{size}-*/{marker}")) if (runs / name).exists() else []
+    if not finished and (runs / name).exists():  # runs from before run.json existed
+        cands = sorted({*cands, *(runs / name).glob(f"{size}-*/result.json")}, key=lambda p: p.parent.name)
     return cands[-1].parent if cands else None
 
 
@@ -68,11 +80,27 @@ def _cmd_list() -> int:
 def _cmd_run(args) -> int:
     out = args.out
     if args.resume and out is None:
-        latest = _latest_run(Path("runs"), args.name, args.size)
+        latest = _latest_run(Path("runs"), args.name, args.size, finished=False)
         out = str(latest) if latest is not None else None
-    progress = (not args.no_progress) and sys.stderr.isatty()
+    from zoo.train.runner import show_progress
+
+    progress = show_progress(args.progress)
+    mesh = None
+    if args.distributed:
+        from zoo.train import distributed
+
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        mesh = distributed.member_mesh()
+    elif any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
+        raise registry.UsageError("--coordinator/--num-processes/--process-id: need --distributed")
     res = registry.run_experiment(args.name, size=args.size, seeds=args.seeds, sets=args.sets, out=out,
-                                  resume=args.resume, progress=progress)
+                                  resume=args.resume, progress=progress, checkpoint_every=args.checkpoint_every,
+                                  mesh=mesh)
+    if mesh is not None:
+        import jax
+
+        if jax.process_index() != 0:
+            return 0
     verdict = "HOLDS" if res["claim_holds"] else "DOES NOT HOLD"
     print(f"{res['experiment']} [{res['size']}, {len(res['seeds'])} seeds, {res['seconds']:.1f} s]")
     print(f"claim: {res['claim']}")

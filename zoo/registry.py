@@ -42,6 +42,34 @@ class RunContext:
     size: str
     resume: bool = False  # resume from checkpoints under out_dir if present
     progress: bool = False  # show progress bars
+    checkpoint_every: int = 1  # chunks between checkpoints of a long run
+    checkpoints: bool = True  # write checkpoints under out_dir/checkpoints (False: none, no resume)
+    mesh: Any = None  # a mesh over every process's devices when run with --distributed
+
+    def runner(self, phase: str, **overrides: Any) -> dict[str, Any]:
+        """Keyword arguments for `zoo.train.run_population` for one phase of the run.
+
+        Each phase (a method, an arm, a training stage) checkpoints under
+        ``out_dir/checkpoints/<phase>``; a resumed run restores a finished phase's final
+        checkpoint instead of training it again.
+        """
+        kw = {
+            "checkpoint_dir": (self.out_dir / "checkpoints" / phase.replace("/", "_")) if self.checkpoints else None,
+            "checkpoint_every": self.checkpoint_every,
+            "resume": self.resume,
+            "progress": self.progress,
+            "desc": phase,
+            "mesh": self.mesh,
+        }
+        kw.update(overrides)
+        return kw
+
+    def note(self, message: str) -> None:
+        """Print a progress line (phases that are not training: evaluation sweeps, GPTQ over layers)."""
+        if self.progress:
+            import sys
+
+            print(message, file=sys.stderr, flush=True)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -63,6 +91,7 @@ class Experiment:
     sizes: Mapping[str, Any]  # "test" / "quick" / "paper" -> frozen dataclass config
     run: Callable[[Any, RunContext], Outcome]
     default_seeds: int = 3
+    resumable: bool = False  # its long phases checkpoint through ctx.runner, so `--resume` continues them
 
     def __post_init__(self):
         missing = [s for s in SIZES if s not in self.sizes]
@@ -229,18 +258,50 @@ def run_experiment(
     out: str | Path | None = None,
     resume: bool = False,
     progress: bool = False,
+    checkpoint_every: int = 1,
+    mesh: Any = None,
 ) -> dict[str, Any]:
-    """Run one experiment and write ``out/result.json``; return the result dict."""
+    """Run one experiment and write ``out/result.json``; return the result dict.
+
+    The run records what it is in ``out/run.json`` when it starts; ``result.json`` appears only
+    when it has finished (so `zoo report` never reads a partial run). With ``resume``, ``out``
+    must hold a run of the same experiment, size, config and seeds, which then continues from its
+    checkpoints; an experiment that does not checkpoint cannot resume (`UsageError`).
+    """
     exp = get(name)
     if size not in SIZES:
         raise UsageError(f"unknown size {size!r}; choose one of: {', '.join(SIZES)}")
     if seeds is not None and seeds < 1:
         raise UsageError(f"--seeds: expected a positive int, got {seeds}")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise UsageError(f"--checkpoint-every: expected a positive int, got {checkpoint_every!r}")
+    if resume and not exp.resumable:
+        raise UsageError(f"{name} cannot resume: it does not checkpoint its runs; run it again without --resume")
+    if resume and out is None:
+        raise UsageError(f"--resume: no earlier run of {name} at size {size} to resume; give --out DIR")
     cfg = apply_overrides(exp.sizes[size], sets)
     n_seeds = exp.default_seeds if seeds is None else seeds
     out_dir = Path(out) if out is not None else default_out(name, size)
+    record = {"experiment": exp.name, "size": size, "config": _jsonable(cfg), "seeds": list(range(n_seeds))}
+    run_file = out_dir / "run.json"
+    if resume:
+        if not run_file.exists():
+            raise UsageError(f"--resume: {out_dir} holds no run to resume (no run.json)")
+        before = json.loads(run_file.read_text())
+        diff = [k for k in record if before.get(k) != record[k]]
+        if diff:
+            raise UsageError(f"--resume: {out_dir} holds a run with another {', '.join(diff)} "
+                             f"({', '.join(f'{k}={before.get(k)!r}' for k in diff)}); resume with the same settings")
+    elif (out_dir / "checkpoints").exists() and any((out_dir / "checkpoints").iterdir()):
+        raise UsageError(f"--out: {out_dir} holds checkpoints of an earlier run; pass --resume to continue it, "
+                         "or choose another --out")
+    primary = _is_primary()
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = RunContext(out_dir=out_dir, seeds=tuple(range(n_seeds)), size=size, resume=resume, progress=progress)
+    if primary and not resume:
+        run_file.write_text(json.dumps({**record, "started": _dt.datetime.now().isoformat(timespec="seconds")},
+                                       indent=2) + "\n")
+    ctx = RunContext(out_dir=out_dir, seeds=tuple(range(n_seeds)), size=size, resume=resume, progress=progress,
+                     checkpoint_every=checkpoint_every, mesh=mesh)
     t0 = time.perf_counter()
     outcome = exp.run(cfg, ctx)
     seconds = time.perf_counter() - t0
@@ -261,5 +322,12 @@ def run_experiment(
         "finished": _dt.datetime.now().isoformat(timespec="seconds"),
         "out_dir": str(out_dir),
     }
-    (out_dir / "result.json").write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
+    if primary:
+        (out_dir / "result.json").write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
     return result
+
+
+def _is_primary() -> bool:
+    import jax
+
+    return jax.process_index() == 0

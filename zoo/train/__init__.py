@@ -5,22 +5,31 @@
 - `fit`, `NonFiniteError` — the loop: evals, history, progress, checkpoints, non-finite guard (loop.py)
 - `Checkpoints` — orbax save/restore of a state and its history (checkpoint.py)
 - `make_run`, `population` — vmap whole runs over seeds / hyperparameters (population.py)
+- `run_population`, `Loop` — chunked runs of a population (or one run): progress, checkpoints,
+  bit-identical resume, the non-finite guard naming the member (runner.py); `fit` drives the same `Loop`
+- `distributed` — JAX's multi-process runtime: initialise, the global mesh of members (distributed.py)
 - `make_mesh`, `replicate`, `shard_batch`, `data_parallel_step` — data parallelism (sharding.py)
 """
 
+from . import distributed
 from .checkpoint import Checkpoints
-from .loop import NonFiniteError, fit
+from .loop import fit
 from .population import make_run, population
+from .runner import Loop, NonFiniteError, checkpoint_path, chunks_of, run_population
 from .sharding import batch_sharding, data_parallel_step, make_mesh, replicate, replicated, shard_batch
 from .state import TrainState
 from .step import make_scan_steps, make_step, scan_steps, train_step
 
 __all__ = [
     "Checkpoints",
+    "Loop",
     "NonFiniteError",
     "TrainState",
     "batch_sharding",
+    "checkpoint_path",
+    "chunks_of",
     "data_parallel_step",
+    "distributed",
     "fit",
     "make_mesh",
     "make_run",
@@ -29,6 +38,7 @@ __all__ = [
     "population",
     "replicate",
     "replicated",
+    "run_population",
     "scan_steps",
     "shard_batch",
     "train_step",

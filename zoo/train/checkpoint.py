@@ -89,13 +89,13 @@ class Checkpoints:
         return sorted(self._manager.all_steps())
 
     # -- save / restore
-    def save(self, state: Any, history: Mapping[str, np.ndarray] | None = None) -> None:
-        """Save ``state`` (and ``history``) as checkpoint number ``int(state.step)``.
+    def save(self, state: Any, history: Mapping[str, np.ndarray] | None = None, *, step: int | None = None) -> None:
+        """Save ``state`` (and ``history``) as checkpoint number ``step`` (default ``int(state.step)``).
 
         Asynchronous by default: the arrays are copied to host memory before this returns (so
         the caller may donate ``state`` right after), the files are written in the background.
         """
-        step = int(jax.device_get(state.step))
+        step = int(jax.device_get(state.step)) if step is None else int(step)
         paths, leaves, _ = _leaf_info(state)
         shapes, dtypes = zip(*(_describe(x) for x in leaves), strict=True) if leaves else ((), ())
         arrays = {

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,20 +28,9 @@ import optax
 
 from zoo.checks import check_range
 
-from .checkpoint import Checkpoints
+from .runner import Loop, NonFiniteError, first_non_finite
 from .state import TrainState
 from .step import BatchFn, LossFn, make_scan_steps
-
-
-class NonFiniteError(FloatingPointError):
-    """A training metric became NaN or inf. Attributes: ``step``, ``metric``, ``value``, ``history``."""
-
-    def __init__(self, message: str, *, step: int, metric: str, value: float, history: dict | None = None):
-        super().__init__(message)
-        self.step = step
-        self.metric = metric
-        self.value = value
-        self.history = history if history is not None else {}
 
 
 # ----------------------------------------------------------------------------------- validation
@@ -123,22 +111,6 @@ def _to_host(metrics: Mapping[str, jax.Array]) -> dict[str, np.ndarray]:
     return {"loss": np.asarray(metrics.pop("loss")), **{k: np.asarray(v) for k, v in metrics.items()}}
 
 
-def first_non_finite(metrics: Mapping[str, np.ndarray]) -> tuple[int, str, float] | None:
-    """``(index, name, value)`` of the earliest non-finite entry of stacked metrics ``[k]``, or None.
-
-    At equal index, the first metric in dict order wins (``"loss"`` comes first).
-    """
-    best = None
-    for name, values in metrics.items():
-        values = np.asarray(values).reshape(-1)
-        if values.dtype.kind not in "fc":
-            continue
-        bad = np.flatnonzero(~np.isfinite(values))
-        if bad.size and (best is None or bad[0] < best[0]):
-            best = (int(bad[0]), name, float(values[bad[0]]))
-    return best
-
-
 class _History:
     """Accumulates per-chunk metrics on the host; `arrays` builds the history dict."""
 
@@ -176,15 +148,6 @@ def _raise_if_non_finite(start: int, metrics: Mapping[str, np.ndarray], history:
         "finite); lower the learning rate, check the data, or pass guard=False to record NaNs",
         step=start + i, metric=name, value=value, history=history.arrays(),
     )
-
-
-def _show_progress(progress: bool | None) -> bool:
-    if progress is not None:
-        return progress
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 # ----------------------------------------------------------------------------------- fit
@@ -249,51 +212,33 @@ def fit(
         lambda x: jax.device_put(x, target if mesh is not None else x.sharding, may_alias=False), state
     )
 
-    ckpt = Checkpoints(checkpoint_dir, keep=keep) if checkpoint_dir is not None else None
-    try:
+    with Loop(total=num_steps, checkpoint_dir=checkpoint_dir, keep=keep, resume=resume, progress=progress,
+              desc="fit", unit="step") as loop:
+        restored = loop.restore(state)
         restored_history = None
-        if ckpt is not None and ckpt.latest_step() is not None:
-            if not resume:
-                raise ValueError(
-                    f"checkpoint_dir: {ckpt.directory} already holds checkpoints (latest step "
-                    f"{ckpt.latest_step()}); pass resume=True to continue that run, or use an empty directory"
-                )
-            state, restored_history = ckpt.restore(state)
+        if restored is not None:
+            state, restored_history = restored
         history = _History(restored_history)
         step = int(jax.device_get(state.step))
         if step >= num_steps:
             return state, history.arrays()
-
-        bar = None
-        if _show_progress(progress):
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=num_steps, initial=step, desc="fit", unit="step", dynamic_ncols=True, file=sys.stderr)
-        try:
-            while step < num_steps:
-                n = min(k, _next_event(step, num_steps, eval_every, checkpoint_every) - step)
-                state, metrics = _compiled_chunk(loss_fn, optimizer, batch_fn, n, batch_sharding)(state)
-                metrics = _to_host(metrics)
-                if guard:
-                    _raise_if_non_finite(step, metrics, history)
-                history.add_train(step, metrics)
-                step += n
-                if bar is not None:
-                    bar.update(n)
-                    bar.set_postfix(loss=f"{float(metrics['loss'][-1]):.4g}", refresh=False)
-                if eval_fn is not None and _is_event(step, num_steps, eval_every):
-                    result = eval_fn(state.params)
-                    if not isinstance(result, Mapping):
-                        raise ValueError(
-                            f"eval_fn: expected it to return a dict of scalars, got {type(result).__name__}"
-                        )
-                    history.add_eval(step, jax.device_get(dict(result)))
-                if ckpt is not None and _is_event(step, num_steps, checkpoint_every):
-                    ckpt.save(state, history.arrays())
-        finally:
-            if bar is not None:
-                bar.close()
+        loop.start(step)
+        while step < num_steps:
+            n = min(k, _next_event(step, num_steps, eval_every, checkpoint_every) - step)
+            state, metrics = _compiled_chunk(loss_fn, optimizer, batch_fn, n, batch_sharding)(state)
+            metrics = _to_host(metrics)
+            if guard:
+                _raise_if_non_finite(step, metrics, history)
+            history.add_train(step, metrics)
+            step += n
+            loop.advance(n, loss=float(metrics["loss"][-1]))
+            if eval_fn is not None and _is_event(step, num_steps, eval_every):
+                result = eval_fn(state.params)
+                if not isinstance(result, Mapping):
+                    raise ValueError(
+                        f"eval_fn: expected it to return a dict of scalars, got {type(result).__name__}"
+                    )
+                history.add_eval(step, jax.device_get(dict(result)))
+            if _is_event(step, num_steps, checkpoint_every):
+                loop.save(state, history.arrays())
         return state, history.arrays()
-    finally:
-        if ckpt is not None:
-            ckpt.close()
