@@ -8,8 +8,9 @@ oracle). Model: softmax regression (650 parameters, zero init), Q = 5 local SGD 
 (with replacement), γ = 0.05, η = 1 (``average_all``: η = 10, as §2.5 says it needs ≈ 1/mean(p)).
 
 Each method's whole run (data of the seed, T rounds, evaluations every ``eval_every`` rounds) is
-one pure function of the seed's key and arrays, so the seeds run as one vmapped population
-(`zoo.train.population`). Active-set compaction (``capacity``) skips the non-participants' work.
+one pure function of the seed's key and arrays, so the seeds run as one vmapped population, in
+checkpointed chunks of ``eval_every`` rounds (`zoo.train.run_population`: progress, ``--resume``).
+Active-set compaction (``capacity``) skips the non-participants' work.
 
 Claim (fixed thresholds from the spec §5(b), checked at quick and paper size):
   1. FedAU (K = ∞) test accuracy, averaged over the last 200 rounds and the seeds, beats
@@ -159,7 +160,11 @@ def _model():
 
 
 def make_method_run(cfg: FedAUExperimentConfig, method: str):
-    """A pure ``run(key, {'data': FederatedData, 'probs': f32[N]}) -> (final SimState, round metrics, evals)``."""
+    """``(init, chunk)`` of one method for `zoo.train.run_population`, hparams ``{'data', 'probs'}``.
+
+    ``init(key, hp) -> {'sim': SimState, 'key'}``; ``chunk(carry, hp, c) -> (carry, (round metrics
+    [eval_every], evals))``: ``eval_every`` rounds of ``core.simulate`` and one evaluation.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -181,18 +186,24 @@ def make_method_run(cfg: FedAUExperimentConfig, method: str):
             out["omega_rel_error"] = jnp.sum(jnp.where(seen, err, 0.0)) / jnp.maximum(seen.sum(), 1)
         return out
 
-    def run(key, hp):
-        data, probs = hp["data"], hp["probs"]
-        alg = fedau.make_algorithm(loss_fn, weighting=weighting, local_lr=cfg.local_lr, local_steps=cfg.local_steps,
-                                   batch_size=cfg.batch_size, global_lr=eta, cutoff=cutoff,
-                                   probs=probs if weighting == "known_prob" else None)  # fmt: skip
-        k_init, k_run = jax.random.split(key)
-        state = core.init_sim(alg, pcfg, params0, data, probs, k_init)
-        rf = core.make_round_fn(alg, pcfg, capacity=cfg.capacity)
-        return core.simulate(rf, state, data, k_run, num_rounds=cfg.rounds, eval_every=cfg.eval_every,
-                             eval_fn=eval_fn)  # fmt: skip
+    def algorithm(probs):
+        return fedau.make_algorithm(loss_fn, weighting=weighting, local_lr=cfg.local_lr, local_steps=cfg.local_steps,
+                                    batch_size=cfg.batch_size, global_lr=eta, cutoff=cutoff,
+                                    probs=probs if weighting == "known_prob" else None)  # fmt: skip
 
-    return run
+    def init(key, hp):
+        k_init, k_run = jax.random.split(key)
+        return {"sim": core.init_sim(algorithm(hp["probs"]), pcfg, params0, hp["data"], hp["probs"], k_init),
+                "key": k_run}
+
+    def chunk(carry, hp, c):
+        """``eval_every`` rounds, then an evaluation; round t uses fold_in(key, t) however it is chunked."""
+        rf = core.make_round_fn(algorithm(hp["probs"]), pcfg, capacity=cfg.capacity)
+        sim, rm, ev = core.simulate(rf, carry["sim"], hp["data"], carry["key"], num_rounds=cfg.eval_every,
+                                    eval_every=cfg.eval_every, eval_fn=eval_fn)  # fmt: skip
+        return {**carry, "sim": sim}, (rm, jax.tree.map(lambda a: a[0], ev))
+
+    return init, chunk
 
 
 # ------------------------------------------------------------------------------------ run
@@ -227,7 +238,7 @@ def _plot(out_dir, cfg, curves: dict, omega_curve, omega_final) -> list[str]:
 def run(cfg: FedAUExperimentConfig, ctx: RunContext) -> Outcome:
     import jax
 
-    from zoo.train import population
+    from zoo.train import run_population
 
     t0 = time.perf_counter()
     parts = [_seed_data(cfg, s) for s in ctx.seeds]
@@ -241,8 +252,10 @@ def run(cfg: FedAUExperimentConfig, ctx: RunContext) -> Outcome:
     omega_curve = omega_final = None
     for method in cfg.methods:
         t1 = time.perf_counter()
-        state, rm, ev = population(make_method_run(cfg, method), keys, hp)
-        ev = jax.tree.map(np.asarray, ev)
+        init, chunk = make_method_run(cfg, method)
+        carry, (rm, ev) = run_population(init, chunk, keys, hp, num_chunks=cfg.rounds // cfg.eval_every,
+                                         steps_per_chunk=cfg.eval_every, unit="round", **ctx.runner(method))
+        state, rm = carry["sim"], {k: v.reshape(v.shape[0], -1) for k, v in rm.items()}
         seconds[method] = time.perf_counter() - t1
         acc_last = 100 * ev["acc"][:, -last:].mean(1)  # [S]
         metrics[f"acc_{method}"] = float(acc_last.mean())
@@ -293,5 +306,6 @@ register(
         sizes=SIZES,
         run=run,
         default_seeds=3,
+        resumable=True,
     )
 )
