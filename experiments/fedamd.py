@@ -59,6 +59,7 @@ class FedAMDExperimentConfig:
     p: float = 0.5
     period: int = 5
     last_rounds: int = 10
+    chunk_rounds: int = 10  # rounds per dispatch and per checkpoint (a divisor of rounds); results do not depend on it
     methods: tuple[str, ...] = METHODS
 
     def __post_init__(self):
@@ -74,6 +75,9 @@ class FedAMDExperimentConfig:
         check_range("p", self.p, low=0.0, high=1.0)
         check_range("period", self.period, low=1)
         check_range("last_rounds", self.last_rounds, low=1, high=self.rounds)
+        check_range("chunk_rounds", self.chunk_rounds, low=1, high=self.rounds)
+        if self.rounds % self.chunk_rounds:
+            raise ValueError(f"chunk_rounds: expected a divisor of rounds={self.rounds}, got {self.chunk_rounds}")
         if not self.methods:
             raise ValueError("methods: expected at least one method")
         for m in self.methods:
@@ -83,9 +87,10 @@ class FedAMDExperimentConfig:
 
 
 SIZES = {
-    "test": FedAMDExperimentConfig(num_clients=10, num_sampled=5, rounds=20, local_steps=5, methods=("fedamd",)),
+    "test": FedAMDExperimentConfig(num_clients=10, num_sampled=5, rounds=20, local_steps=5, chunk_rounds=5,
+                                   methods=("fedamd",)),
     "quick": FedAMDExperimentConfig(),
-    "paper": FedAMDExperimentConfig(num_clients=100, num_sampled=10, rounds=500, local_steps=10),
+    "paper": FedAMDExperimentConfig(num_clients=100, num_sampled=10, rounds=500, local_steps=10, chunk_rounds=25),
 }
 
 
@@ -117,7 +122,11 @@ def _stack(parts):
 
 
 def make_method_run(cfg: FedAMDExperimentConfig, method: str):
-    """A pure ``run(key, data) -> (final state, round metrics, per-round evals)``."""
+    """``(init, chunk)`` of one method for `zoo.train.run_population` (hparams: the seed's data).
+
+    ``chunk(carry, data, c)`` runs ``chunk_rounds`` rounds of ``core.simulate``, evaluating after
+    each; round t uses ``fold_in(key, t)``, so the chunking does not change the result.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -144,16 +153,20 @@ def make_method_run(cfg: FedAMDExperimentConfig, method: str):
         ytr = data.y[data.index[:, 0]]
         return {"acc": jnp.mean(jnp.argmax(logits, -1) == data.y_test), "probe_loss": loss_fn(p, {"x": xtr, "y": ytr})}
 
-    def run(key, data):
+    def init(key, data):
         k_init, k_run = jax.random.split(key)
         probs = jnp.where(data.count > 0, cfg.num_sampled / cfg.num_clients, 0.0)
         state = core.init_sim(alg, pcfg, params0, data, probs, k_init)
         if method != "fedavg":
             state = fedamd.init_bullseyes(state, loss_fn, data)
-        rf = core.make_round_fn(alg, pcfg)
-        return core.simulate(rf, state, data, k_run, num_rounds=cfg.rounds, eval_every=1, eval_fn=eval_fn)
+        return {"sim": state, "key": k_run}
 
-    return run
+    def chunk(carry, data, c):
+        sim, rm, ev = core.simulate(core.make_round_fn(alg, pcfg), carry["sim"], data, carry["key"],
+                                    num_rounds=cfg.chunk_rounds, eval_every=1, eval_fn=eval_fn)
+        return {**carry, "sim": sim}, (rm, ev)
+
+    return init, chunk
 
 
 def _first_reach(curve, target):
@@ -164,7 +177,7 @@ def _first_reach(curve, target):
 def run(cfg: FedAMDExperimentConfig, ctx: RunContext) -> Outcome:
     import jax
 
-    from zoo.train import population
+    from zoo.train import run_population
 
     data = _stack([_seed_data(cfg, s) for s in ctx.seeds])
     counts = np.asarray(data.count)  # [S, M]
@@ -172,8 +185,10 @@ def run(cfg: FedAMDExperimentConfig, ctx: RunContext) -> Outcome:
     metrics, curves, details = {}, {}, {"rounds_to_target": {}}
     for method in cfg.methods:
         t0 = time.perf_counter()
-        state, rm, ev = population(make_method_run(cfg, method), keys, data)
-        ev = jax.tree.map(np.asarray, ev)
+        init, chunk = make_method_run(cfg, method)
+        _, (rm, ev) = run_population(init, chunk, keys, data, num_chunks=cfg.rounds // cfg.chunk_rounds,
+                                     steps_per_chunk=cfg.chunk_rounds, unit="round", **ctx.runner(method))
+        rm, ev = ({k: v.reshape(v.shape[0], -1) for k, v in d.items()} for d in (rm, ev))
         metrics[f"seconds_{method}"] = time.perf_counter() - t0
         curve = ev["acc"].mean(0)
         curves[method] = curve
@@ -225,4 +240,5 @@ def _plot(out_dir, curves) -> list[str]:
     return ["fedamd_summary.png"]
 
 
-register(Experiment(name="fedamd", paper="fedamd", title=TITLE, claim=CLAIM, sizes=SIZES, run=run, default_seeds=3))
+register(Experiment(name="fedamd", paper="fedamd", title=TITLE, claim=CLAIM, sizes=SIZES, run=run, default_seeds=3,
+                    resumable=True))
