@@ -164,10 +164,11 @@ MD_SIZES = {
 
 
 def _population_run(*, init_fn, loss_fn, eval_fn, optimizer, train, batch_size, epochs, eval_chunks, ema=None):
-    """A pure ``run(key, hp) -> dict`` training in ``eval_chunks`` scanned chunks with an evaluation after each.
+    """``((init, chunk), total steps)`` for `zoo.train.run_population`: ``eval_chunks`` chunks, an evaluation after each.
 
     ``init_fn(key, first_batch) -> params`` (so calibration sees the run's first batch); ``eval_fn(params) -> dict``.
-    With ``ema`` the evaluations use an exponential moving average of the weights.
+    With ``ema`` the evaluations use an exponential moving average of the weights. The data order key lives in
+    the carry and the batch of step s is ``batch_at(train, s)``, so chunking does not change the result.
     """
     import jax
     import jax.numpy as jnp
@@ -179,34 +180,31 @@ def _population_run(*, init_fn, loss_fn, eval_fn, optimizer, train, batch_size, 
     spe = n // batch_size
     steps_per_chunk = spe * epochs // eval_chunks
 
-    def run(key, hp=None):
+    def init(key, hp=None):
         k_init, k_rng, k_data = jax.random.split(key, 3)
-        batch_fn = functools.partial(batch_at, train, batch_size=batch_size, key=k_data)
-        params = init_fn(k_init, batch_fn(0))
+        params = init_fn(k_init, batch_at(train, 0, batch_size=batch_size, key=k_data))
         extras = {"ema": params} if ema is not None else None
-        state = TrainState.create(params=params, optimizer=optimizer, rng=k_rng, extras=extras)
+        return {"state": TrainState.create(params=params, optimizer=optimizer, rng=k_rng, extras=extras),
+                "data_key": k_data}
+
+    def chunk(carry, hp, c):
+        batch_fn = functools.partial(batch_at, train, batch_size=batch_size, key=carry["data_key"])
+        state = carry["state"]
         if ema is None:
-            chunk = scan_steps(loss_fn, optimizer, batch_fn, steps_per_chunk)
+            state, m = scan_steps(loss_fn, optimizer, batch_fn, steps_per_chunk)(state)
         else:
             one = scan_steps(loss_fn, optimizer, batch_fn, 1)
 
-            def chunk(state):
-                def body(s, _):
-                    s, m = one(s)
-                    new = jax.tree.map(lambda e, p: ema * e + (1 - ema) * p, s.extras["ema"], s.params)
-                    return s.replace(extras={"ema": new}), jax.tree.map(lambda a: a[0], m)
+            def body(s, _):
+                s, m = one(s)
+                new = jax.tree.map(lambda e, p: ema * e + (1 - ema) * p, s.extras["ema"], s.params)
+                return s.replace(extras={"ema": new}), jax.tree.map(lambda a: a[0], m)
 
-                return jax.lax.scan(body, state, None, length=steps_per_chunk)
+            state, m = jax.lax.scan(body, state, None, length=steps_per_chunk)
+        p = state.params if ema is None else state.extras["ema"]
+        return {**carry, "state": state}, {"train": {k: jnp.mean(v) for k, v in m.items()}, "eval": eval_fn(p)}
 
-        def outer(state, _):
-            state, m = chunk(state)
-            p = state.params if ema is None else state.extras["ema"]
-            return state, ({k: jnp.mean(v) for k, v in m.items()}, eval_fn(p))
-
-        state, (train_curve, eval_curve) = jax.lax.scan(outer, state, None, length=eval_chunks)
-        return {"train": train_curve, "eval": eval_curve}
-
-    return run, steps_per_chunk * eval_chunks
+    return (init, chunk, eval_chunks, steps_per_chunk), steps_per_chunk * eval_chunks
 
 
 def _schedule(lr, warmup_epochs, epochs, spe):
@@ -219,14 +217,16 @@ def _schedule(lr, warmup_epochs, epochs, spe):
     return optax.warmup_cosine_decay_schedule(0.0, lr, warm, total, end_value=0.0)
 
 
-def _run_population(run, seeds):
+def _run_population(run, ctx: RunContext, phase: str):
+    """Train the seeds of ``ctx`` as one population in checkpointed chunks; outputs as numpy [S, chunks]."""
     import jax
 
-    from zoo.train import population
+    from zoo.train import run_population
 
-    keys = jax.vmap(jax.random.key)(np.asarray(seeds, np.uint32))
-    out = population(run, keys)
-    return jax.tree.map(np.asarray, out)
+    init, chunk, num_chunks, steps_per_chunk = run
+    keys = jax.vmap(jax.random.key)(np.asarray(ctx.seeds, np.uint32))
+    return run_population(init, chunk, keys, num_chunks=num_chunks, steps_per_chunk=steps_per_chunk,
+                          **ctx.runner(phase))[1]
 
 
 # ----------------------------------------------------------------------------------------- n-body
@@ -322,7 +322,7 @@ def run_nbody(cfg: NBodyConfig, ctx: RunContext) -> Outcome:
     for name, make in arms:
         t1 = time.perf_counter()
         run, steps = make(cfg, data)
-        out = _run_population(run, ctx.seeds)
+        out = _run_population(run, ctx, name)
         metrics[f"{name}_seconds"] = time.perf_counter() - t1
         metrics[f"{name}_steps"] = steps
         _summ(out, name, metrics, details, curves)
@@ -407,7 +407,7 @@ def run_md(cfg: MDConfig, ctx: RunContext) -> Outcome:
     for name, o in (("ponita", cfg.num_ori), ("pnita", 0)):
         t1 = time.perf_counter()
         run, steps = _md_run(cfg, data, o, shift, scale)
-        out = _run_population(run, ctx.seeds)
+        out = _run_population(run, ctx, name)
         metrics[f"{name}_seconds"] = time.perf_counter() - t1
         metrics[f"{name}_steps"] = steps
         ev = out["eval"]
@@ -450,6 +450,6 @@ def _plot_md(out_dir, cfg, curves, zero_force, ratio_max):
 
 
 register(Experiment(name="ponita", paper="ponita", title=TITLE, claim=NBODY_CLAIM, sizes=NBODY_SIZES, run=run_nbody,
-                    default_seeds=3))  # fmt: skip
+                    default_seeds=3, resumable=True))  # fmt: skip
 register(Experiment(name="ponita/md_substitute", paper="ponita", title=TITLE, claim=MD_CLAIM, sizes=MD_SIZES,
-                    run=run_md, default_seeds=3))  # fmt: skip
+                    run=run_md, default_seeds=3, resumable=True))  # fmt: skip

@@ -176,7 +176,7 @@ def _sharded(mesh, axis):
     return NamedSharding(mesh, P(axis)), NamedSharding(mesh, P())
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=8)  # the functions close over their data: keep few
 def _programs(init_fn, chunk_fn, key_batched: bool, hp_batched: bool, mesh, member_axis):
     """The jitted, vmapped init and (state-donating) chunk programs of a population."""
     k_ax, h_ax = (0 if key_batched else None), (0 if hp_batched else None)
