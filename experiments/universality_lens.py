@@ -424,7 +424,7 @@ def run(cfg: LensConfig, ctx: RunContext) -> Outcome:
     import jax
     import jax.numpy as jnp
 
-    from zoo.train import population
+    from zoo.train import run_population_once
 
     seeds = tuple(ctx.seeds[: cfg.max_seeds] if cfg.max_seeds else ctx.seeds)
     keys = jnp.stack([jax.random.key(s) for s in seeds])
@@ -434,14 +434,14 @@ def run(cfg: LensConfig, ctx: RunContext) -> Outcome:
         for n in cfg.n_trains:
             for width in cfg.widths:
                 t0 = time.perf_counter()
-                res = population(_make_run(cfg, depth, n, width), keys, hp)
-                results[(depth, n, width)] = {k: np.asarray(v) for k, v in jax.device_get(res).items()}
+                res = run_population_once(_make_run(cfg, depth, n, width), keys, hp,
+                                          **ctx.runner(f"depth{depth}_n{n}_width{width}", progress=False))
+                results[(depth, n, width)] = dict(res)
                 timing[(depth, n, width)] = time.perf_counter() - t0
-                if ctx.progress:
-                    r = results[(depth, n, width)]
-                    mix = r[f"{_variant_name(*cfg.variants[0])}/mixture_regret"].mean()
-                    print(f"depth {depth} n {n} width {width}: GD {r['gd_regret'].mean():.4f} mixture {mix:.4f} "
-                          f"({timing[(depth, n, width)]:.1f} s)", flush=True)  # fmt: skip
+                r = results[(depth, n, width)]
+                mix = r[f"{_variant_name(*cfg.variants[0])}/mixture_regret"].mean()
+                ctx.note(f"depth {depth} n {n} width {width}: GD {r['gd_regret'].mean():.4f} mixture {mix:.4f} "
+                         f"({timing[(depth, n, width)]:.1f} s)")  # fmt: skip
 
     primary = (cfg.depths[0], cfg.n_trains[0])
     v0 = _variant_name(*cfg.variants[0])
@@ -535,6 +535,7 @@ register(
         sizes=SIZES,
         run=run,
         default_seeds=3,
+        resumable=True,  # each (depth, n, width) cell is checkpointed when done
     )
 )
 

@@ -15,7 +15,7 @@ from . import distributed
 from .checkpoint import Checkpoints
 from .loop import fit
 from .population import make_run, population
-from .runner import Loop, NonFiniteError, checkpoint_path, chunks_of, run_population
+from .runner import Loop, NonFiniteError, checkpoint_path, chunks_of, run_population, run_population_once
 from .sharding import batch_sharding, data_parallel_step, make_mesh, replicate, replicated, shard_batch
 from .state import TrainState
 from .step import make_scan_steps, make_step, scan_steps, train_step
@@ -39,6 +39,7 @@ __all__ = [
     "replicate",
     "replicated",
     "run_population",
+    "run_population_once",
     "scan_steps",
     "shard_batch",
     "train_step",

@@ -311,6 +311,50 @@ def run_population(
     return state, outs
 
 
+def run_population_once(run_fn: Callable[[jax.Array, Any], Any], keys: jax.Array, hparams: Any = None,
+                        **kwargs: Any) -> Any:
+    """``run_fn(key, hparams)`` for every member as ONE checkpointed chunk; outputs as numpy ``[S, ...]``.
+
+    For the cells of a sweep, each one whole (short) population run: a resumed sweep restores the
+    cells it finished instead of running them again. ``kwargs`` go to `run_population` (the guard
+    is off unless asked for: sweeps report their own finiteness).
+    """
+    if not callable(run_fn):
+        raise ValueError(f"run_fn: expected a callable (key, hparams) -> outputs, got {type(run_fn).__name__}")
+    kwargs.setdefault("guard", False)
+    _, outs = run_population(_Keep(), _Once(run_fn), keys, hparams, num_chunks=1, **kwargs)
+    return jax.tree.map(lambda a: a[:, 0], outs)
+
+
+class _Keep:
+    """init: the member's key is its whole state (hashable, so compiled programs are reused)."""
+
+    def __call__(self, key, hparams):
+        return key
+
+    def __eq__(self, other):
+        return isinstance(other, _Keep)
+
+    def __hash__(self):
+        return hash(_Keep)
+
+
+class _Once:
+    """chunk 0: the whole run."""
+
+    def __init__(self, run_fn):
+        self.run_fn = run_fn
+
+    def __call__(self, key, hparams, c):
+        return key, self.run_fn(key, hparams)
+
+    def __eq__(self, other):
+        return isinstance(other, _Once) and other.run_fn is self.run_fn
+
+    def __hash__(self):
+        return hash((_Once, id(self.run_fn)))
+
+
 def chunks_of(num_steps: int, steps_per_chunk: int) -> int:
     """The number of chunks of ``steps_per_chunk`` in ``num_steps`` (which it must divide)."""
     if steps_per_chunk < 1 or num_steps % steps_per_chunk:
