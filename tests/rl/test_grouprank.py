@@ -298,8 +298,18 @@ def test_rerank_is_mean_of_group_scores(scorer_data):
     [
         ('<reason>r</reason><answer>```json\n{"[1]": 3, "[2]": 9}\n```</answer>', {1: 3, 2: 9}),
         ('junk <answer>```json\n{"[1]]": 3, "[2]": 9}\n```</answer> trailing', {1: 3, 2: 9}),
-        ('<answer>{"[1]": 0, "[2]": 10', {1: 0, 2: 10}),
         ('before {"[1]": 1, "[2]": 2} after', {1: 1, 2: 2}),
+        # official AQ-MedAI/Diver behaviour (review of issue 13):
+        ('<answer>{"[1]": 0, "[2]": 10', None),  # unclosed object, no fence: no closed object -> 0
+        ('<answer>```json\n{"[1]": 0, "[2]": 10\n```</answer>', {1: 0, 2: 10}),  # "}" appended inside a fence
+        ('<answer>{"[1]": 4, "[2]": 5}</answer><answer>{"[1]": 1, "[2]": 2}</answer>', {1: 4, 2: 5}),  # first
+        ('<answer>{"[1]": 4, "[2]": 5}</answer> <answer>{"[1]": 1, "[2]": 2}', {1: 4, 2: 5}),  # unclosed 2nd
+        # unclosed <answer>: the whole text is searched, so the reason's object (the last closed one) wins
+        ('<reason>{"[1]": 7, "[2]": 7}</reason><answer>{"[1]": 1, "[2]": 2', {1: 7, 2: 7}),
+        ('<answer>```json\n{"[1]": 1, "[2]": 2}\n```\n{"[1]": 9, "[2]": 9}</answer>', {1: 1, 2: 2}),  # fence first
+        ('{"[1]": 1, "[2]": 2} then {"[1]": 3, "[2]"', {1: 1, 2: 2}),  # the last *closed* object
+        ('<answer>{"[1]": 3, "[2]": NaN}</answer>', None),
+        ('<answer>{"[1]": 3, "[2]": Infinity}</answer>', None),
         ("<answer>no json here</answer>", None),
         ('<answer>{"[1]": 3}</answer>', None),  # an id missing
         ('<answer>{"[1]": 3, "[2]": 11}</answer>', None),  # out of range

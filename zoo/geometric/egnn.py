@@ -7,7 +7,9 @@ Layer l (edges j -> i of the complete graph without self-loops; phi_* are 2-laye
     h_i <- h_i + phi_h(h_i, sum_j m_ij)
 with h^0 = W ||v_i|| + b; the output is x after the last layer.  -> `init`, `apply`, `nbody_predict`, `nbody_loss`
 phi_x's last layer has no bias and a Xavier-uniform init with gain 1e-3, as in the original.
-Choices that are ours: plain dict params (layers stacked, ``lax.scan``); PyTorch's default Linear init elsewhere.
+Choices that are ours: plain dict params (layers stacked, ``lax.scan``); PyTorch's default Linear init elsewhere;
+params in ``dtype`` (JAX's default float unless given) and computation in the promoted dtype of params and inputs.
+Index values (senders, receivers) are checked on concrete arrays; under ``jit`` out-of-range ones clamp silently.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import jax.numpy as jnp
 
 from zoo.checks import check_array, check_range
 
-from .graph import batch_complete, segment_sum
-from .ponita import _Uniform
+from .graph import _check_edges, batch_complete, segment_sum
+from .ponita import _check_batch, _default_float, _Uniform
 
 __all__ = ["EGNNConfig", "apply", "init", "nbody_loss", "nbody_predict"]
 
@@ -49,13 +51,21 @@ def _lin(rng, fan_in, fan_out, bias=True, lead=()):
     return p
 
 
-def init(key: jax.Array, cfg: EGNNConfig) -> dict:
-    """Parameters: ``embed``; ``layers`` stacked over L with edge / coord / vel / node MLPs (one uniform draw)."""
+def _check_cfg(cfg):
+    if not isinstance(cfg, EGNNConfig):
+        raise ValueError(f"cfg: expected an EGNNConfig, got {type(cfg).__name__}")
+
+
+def init(key: jax.Array, cfg: EGNNConfig, *, dtype=None) -> dict:
+    """Parameters: ``embed``; ``layers`` stacked over L with edge / coord / vel / node MLPs (one uniform draw).
+
+    ``dtype``: of every parameter (default: JAX's default float, float64 under ``jax.enable_x64``)."""
+    _check_cfg(cfg)
     h, L = cfg.hidden_dim, (cfg.num_layers,)
     shapes = [(cfg.in_node, h, True)] + [(2 * h + 1 + cfg.in_edge, h, True), (h, h, True), (h, h, True),
                                          (h, 1, False), (h, h, True), (h, 1, True), (2 * h, h, True), (h, h, True)]
     total = (cfg.in_node + 1) * h + cfg.num_layers * sum(i * o + (o if b else 0) for i, o, b in shapes[1:])
-    rng = _Uniform(key, total, jnp.float32)
+    rng = _Uniform(key, total, _default_float(dtype))
     embed = _lin(rng, cfg.in_node, h)
     lim = 1e-3 * math.sqrt(6.0 / (h + 1))  # xavier_uniform, gain 0.001
     layers = {"e1": _lin(rng, 2 * h + 1 + cfg.in_edge, h, lead=L), "e2": _lin(rng, h, h, lead=L),
@@ -73,13 +83,16 @@ def _dense(p, x):
 def apply(params: dict, cfg: EGNNConfig, h, x, vel, edge_attr, senders, receivers, edge_mask=None):
     """Positions after the last layer, ``f[N, 3]``.
 
-    h: f[N, in_node]; x, vel: f[N, 3]; edge_attr: f[E, in_edge]; senders (j), receivers (i): i32[E].
+    h: f[N, in_node]; x, vel: f[N, 3]; edge_attr: f[E, in_edge]; senders (j), receivers (i): i32[E];
+    edge_mask: bool[E] (optional). Senders/receivers outside [0, N) raise on concrete arrays.
     """
-    check_array("x", x, ndim=2, finite=False)
+    _check_cfg(cfg)
+    check_array("x", x, ndim=2)
     n = x.shape[0]
-    check_array("h", h, shape=(n, cfg.in_node), finite=False)
-    check_array("vel", vel, shape=(n, x.shape[1]), finite=False)
-    check_array("edge_attr", edge_attr, shape=(senders.shape[0], cfg.in_edge), finite=False)
+    check_array("h", h, shape=(n, cfg.in_node))
+    check_array("vel", vel, shape=(n, x.shape[1]))
+    _check_edges(senders, receivers, n, edge_mask)
+    check_array("edge_attr", edge_attr, shape=(senders.shape[0], cfg.in_edge))
     emask = jnp.ones(senders.shape, bool) if edge_mask is None else edge_mask
     deg = jnp.maximum(segment_sum(emask.astype(x.dtype), receivers, n), 1.0)[:, None]
     h = _dense(params["embed"], h)
@@ -104,6 +117,8 @@ def apply(params: dict, cfg: EGNNConfig, h, x, vel, edge_attr, senders, receiver
 
 def nbody_predict(params: dict, cfg: EGNNConfig, batch: dict) -> jax.Array:
     """x_hat(T) for a batch ``{pos, vel f[B, n, 3], charges f[B, n, 1]}`` -> f[B, n, 3]."""
+    _check_cfg(cfg)
+    _check_batch(batch, ("pos", "vel", "charges"))
     g = batch_complete(batch["pos"], batch["charges"], self_loops=False)
     q = g.scalars[:, 0]
     r2 = jnp.sum((g.pos[g.senders] - g.pos[g.receivers]) ** 2, -1)
@@ -116,5 +131,6 @@ def nbody_predict(params: dict, cfg: EGNNConfig, batch: dict) -> jax.Array:
 
 def nbody_loss(params: dict, cfg: EGNNConfig, batch: dict, key=None):
     """MSE of the predicted positions (``key`` unused: EGNN is exactly equivariant, no augmentation)."""
+    _check_batch(batch, ("pos", "vel", "charges", "target"))
     mse = jnp.mean((nbody_predict(params, cfg, batch) - batch["target"]) ** 2)
     return mse, {"mse": mse}

@@ -19,6 +19,11 @@ Builders:
   ``pad_graphs(list_of_dicts, n_pad, e_pad)``   host-side batching of ragged graphs
   ``validate_graph(g, dim=...)``                the boundary checks (shapes, index ranges, finiteness)
   ``segment_sum`` / ``graph_sum``               masked sums over receivers / graphs
+
+Index checks (senders, receivers, segment ids in range) run on concrete (host) arrays only. Inside ``jit``
+they are skipped and JAX's indexing rules apply silently: an out-of-range gather ``x[senders]`` is clamped
+to the nearest valid node, an out-of-range segment id is dropped from the sum. Validate a graph on the host
+(`validate_graph`, or any public function called outside ``jit``) before jitting over it.
 """
 
 from __future__ import annotations
@@ -68,6 +73,30 @@ class Graph(NamedTuple):
     @property
     def n_edges(self) -> int:
         return self.senders.shape[-1]
+
+
+def _check_int(name, v, low=0):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+        raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
+
+
+def _check_index(name: str, idx, hi: int) -> None:
+    """1-D integer index array with values in [0, hi) (values checked on concrete arrays only)."""
+    check_array(name, idx, ndim=1, kind="iu")
+    if not is_traced(idx) and idx.size:
+        a = np.asarray(idx)
+        if a.min() < 0 or a.max() >= hi:
+            raise ValueError(f"{name}: expected indices in [0, {hi}), got values in [{a.min()}, {a.max()}]")
+
+
+def _check_edges(senders, receivers, n: int, edge_mask=None) -> None:
+    """Senders/receivers ``i[E]`` indexing ``n`` nodes, and an optional ``bool[E]`` edge mask."""
+    _check_index("senders", senders, n)
+    _check_index("receivers", receivers, n)
+    if receivers.shape != senders.shape:
+        raise ValueError(f"receivers: expected the shape of senders {tuple(senders.shape)}, got {tuple(receivers.shape)}")
+    if edge_mask is not None:
+        check_array("edge_mask", edge_mask, shape=tuple(senders.shape), kind="b")
 
 
 def fully_connected_edges(n: int, self_loops: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -133,12 +162,17 @@ def radius_graph(
     are ``0 -> 0`` with mask False. O(N^2) candidate pairs (fine for molecules / small clouds); jit-able
     (``radius`` and ``max_edges`` static). Edges beyond ``max_edges`` are dropped; the host check raises then.
     """
-    check_array("pos", pos, ndim=2, finite=False)
-    if not (radius > 0):
+    check_array("pos", pos, ndim=2)
+    if isinstance(radius, bool) or not isinstance(radius, (int, float, np.number)) or not np.isfinite(radius) \
+            or not radius > 0:  # fmt: skip
         raise ValueError(f"radius: expected a positive float, got {radius!r}")
     if isinstance(max_edges, bool) or not isinstance(max_edges, (int, np.integer)) or max_edges < 1:
         raise ValueError(f"max_edges: expected a positive int, got {max_edges!r}")
     n = pos.shape[0]
+    if node_graph is not None:
+        check_array("node_graph", node_graph, shape=(n,), kind="iu")
+    if node_mask is not None:
+        check_array("node_mask", node_mask, shape=(n,), kind="b")
     node_graph = jnp.zeros(n, jnp.int32) if node_graph is None else node_graph
     node_mask = jnp.ones(n, bool) if node_mask is None else node_mask
     d2 = jnp.sum((pos[:, None, :] - pos[None, :, :]) ** 2, -1)  # [i, j]
@@ -162,8 +196,18 @@ def pad_graphs(graphs: list[dict], n_pad: int, e_pad: int, g_pad: int | None = N
     ``scalars f[n_k, Cs]``, ``vectors f[n_k, Cv, dim]``. Padding nodes sit at the origin with ``node_graph`` the
     last slot and ``node_mask`` False; padding edges are ``0 -> 0`` with ``edge_mask`` False.
     """
-    if not graphs:
-        raise ValueError("graphs: expected at least one graph")
+    if not isinstance(graphs, (list, tuple)) or not graphs:
+        raise ValueError(f"graphs: expected a non-empty list of dicts, got {graphs!r:.60}")
+    for k, g in enumerate(graphs):
+        if not isinstance(g, dict) or "pos" not in g or "senders" not in g or "receivers" not in g:
+            raise ValueError(f"graphs[{k}]: expected a dict with pos, senders and receivers")
+        check_array(f"graphs[{k}]['pos']", np.asarray(g["pos"]), ndim=2)
+        if len(g["senders"]) != len(g["receivers"]):
+            raise ValueError(f"graphs[{k}]: senders and receivers differ in length")
+    _check_int("n_pad", n_pad)
+    _check_int("e_pad", e_pad)
+    if g_pad is not None:
+        _check_int("g_pad", g_pad, 1)
     g_pad = len(graphs) if g_pad is None else g_pad
     n_tot = sum(len(g["pos"]) for g in graphs)
     e_tot = sum(len(g["senders"]) for g in graphs)
@@ -236,7 +280,17 @@ def validate_graph(g: Graph, *, dim: int | None = None, in_scalar: int | None = 
 
 
 def segment_sum(data: jax.Array, segment_ids: jax.Array, num_segments: int, mask: jax.Array | None = None):
-    """``out[k] = sum_{e: ids[e] = k, mask[e]} data[e]`` (``data: f[E, ...]`` -> ``f[num_segments, ...]``)."""
+    """``out[k] = sum_{e: ids[e] = k, mask[e]} data[e]`` (``data: f[E, ...]`` -> ``f[num_segments, ...]``).
+
+    Ids outside [0, num_segments) raise on concrete arrays; under ``jit`` they are dropped (module docstring).
+    """
+    _check_int("num_segments", num_segments)
+    check_array("data", data, ndim=range(1, 32), finite=False)
+    _check_index("segment_ids", segment_ids, num_segments)
+    if segment_ids.shape[0] != data.shape[0]:
+        raise ValueError(f"segment_ids: expected {data.shape[0]} ids (one per row of data), got {segment_ids.shape[0]}")
+    if mask is not None:
+        check_array("mask", mask, shape=(data.shape[0],), finite=False)
     if mask is not None:
         data = jnp.where(mask.reshape(mask.shape + (1,) * (data.ndim - 1)), data, 0)
     return jax.ops.segment_sum(data, segment_ids, num_segments=num_segments)
@@ -244,4 +298,9 @@ def segment_sum(data: jax.Array, segment_ids: jax.Array, num_segments: int, mask
 
 def graph_sum(x: jax.Array, g: Graph) -> jax.Array:
     """Sum of node values per graph over real nodes: ``x: f[N, ...]`` -> ``f[G, ...]``."""
+    if not isinstance(g, Graph):
+        raise ValueError(f"g: expected a zoo.geometric.graph.Graph, got {type(g).__name__}")
+    check_array("x", x, ndim=range(1, 32), finite=False)
+    if x.shape[0] != g.n_nodes:
+        raise ValueError(f"x: expected {g.n_nodes} rows (one per node of g), got shape {tuple(x.shape)}")
     return segment_sum(x, g.node_graph, g.n_graphs, g.node_mask)

@@ -38,6 +38,11 @@ Choices that are ours, not the paper's:
   - Initialisation follows PyTorch's ``nn.Linear`` default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)); conv biases 0.
   - Safe norms (double ``where``) make self-loops (r = 0) differentiable (zero gradient there).
   - ``separable=False`` gives the non-separable kernel on [E, O, O] attributes (costly; not used by experiments).
+  - Low-level functions (`invariants*`, `spatial_conv`, `separable_conv`) check shapes always and index ranges
+    on concrete (host) arrays, raising ``ValueError``; inside ``jit`` an out-of-range sender/receiver is not
+    detected (JAX clamps the gather, drops the scatter): validate graphs on the host (`validate_graph`).
+  - Dtypes follow the inputs (positions, params); defaults (``init``, ``make_grid``, ``random_rotation``)
+    are JAX's default float: float32, or float64 under ``jax.enable_x64``.
   - ``use_kernel=True`` routes the conv through ``zoo.kernels.ponita_conv.fused_separable_conv`` (first
     derivatives only); `energy_forces` inside `md_loss` always uses the jnp path (it is differentiated twice).
 """
@@ -53,9 +58,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from zoo.checks import check_array, check_choice, check_range
+from zoo.checks import check_array, check_choice, check_range, is_traced
 
-from .graph import Graph, batch_complete, graph_sum, segment_sum, validate_graph
+from .graph import Graph, _check_edges, batch_complete, graph_sum, segment_sum, validate_graph
 
 __all__ = [
     "Graph",
@@ -161,7 +166,23 @@ def _perp2(n: jax.Array) -> jax.Array:
     return jnp.stack([-n[..., 1], n[..., 0]], -1)
 
 
-def make_grid(cfg: PonitaConfig, key: jax.Array | None = None, *, dtype=jnp.float32, steps: int = 100) -> jax.Array:
+def _default_float(dtype=None):
+    """``dtype`` if given (must be floating), else JAX's default float (float64 under ``jax.enable_x64``)."""
+    if dtype is None:
+        return jnp.result_type(float)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"dtype: expected a floating dtype, got {dtype!r}")
+    return jnp.dtype(dtype)
+
+
+def _check_pos_grid(pos, grid, name="grid"):
+    check_array("pos", pos, ndim=2)
+    if pos.shape[1] not in (2, 3):
+        raise ValueError(f"pos: expected positions of dim 2 or 3, got shape {tuple(pos.shape)}")
+    check_array(name, grid, ndim=2, shape=(None, pos.shape[1]))
+
+
+def make_grid(cfg: PonitaConfig, key: jax.Array | None = None, *, dtype=None, steps: int = 100) -> jax.Array:
     """The orientation grid ``f[O, dim]`` (unit rows; ``f[0, dim]`` for PNITA).
 
     S^1: n_k = (cos 2 pi k/O, sin 2 pi k/O). S^2 Fibonacci: phi_k = arccos(1 - 2(k + 1/2)/O),
@@ -170,6 +191,7 @@ def make_grid(cfg: PonitaConfig, key: jax.Array | None = None, *, dtype=jnp.floa
     """
     if not isinstance(cfg, PonitaConfig):
         raise ValueError(f"cfg: expected a PonitaConfig, got {type(cfg).__name__}")
+    dtype = _default_float(dtype)
     o = cfg.num_ori
     if o == 0:
         return jnp.zeros((0, cfg.dim), dtype)
@@ -223,7 +245,10 @@ def invariants(pos: jax.Array, grid: jax.Array, senders: jax.Array, receivers: j
     Args: pos f[N, dim], grid f[O, dim] (unit rows), senders/receivers i32[E].
     Returns: spatial f[E, O, 2] = (<n_o, r>, ||r - <n_o, r> n_o||) in 3D or (<n_o, r>, <n_o^perp, r>) in 2D,
       fiber f[O, O, 1] = <n_o, n_p>, dist f[E, 1] = ||r||, with r = x_senders - x_receivers.
+    Senders/receivers outside [0, N) raise on concrete arrays; under ``jit`` they are clamped (module docstring).
     """
+    _check_pos_grid(pos, grid)
+    _check_edges(senders, receivers, pos.shape[0])
     r = pos[senders] - pos[receivers]  # [E, d]
     dist = _safe_norm(r, keepdims=True)
     fiber = (grid @ grid.T)[..., None]
@@ -238,6 +263,10 @@ def invariants(pos: jax.Array, grid: jax.Array, senders: jax.Array, receivers: j
 def invariants_pointcloud(pos: jax.Array, ori: jax.Array, senders: jax.Array, receivers: jax.Array) -> jax.Array:
     """Point-cloud form: each node has its own unit orientation ``ori f[N, dim]``. Returns f[E, 3]:
     3D (<n_i, r>, ||r - <n_i, r> n_i||, <n_i, n_j>); 2D (<n_i, r>, <n_i^perp, r>, <n_i, n_j>) (i receiver)."""
+    _check_pos_grid(pos, ori, "ori")
+    if ori.shape[0] != pos.shape[0]:
+        raise ValueError(f"ori: expected one orientation per node, shape {tuple(pos.shape)}, got {tuple(ori.shape)}")
+    _check_edges(senders, receivers, pos.shape[0])
     r = pos[senders] - pos[receivers]
     ni, nj = ori[receivers], ori[senders]
     par = jnp.sum(r * ni, -1)
@@ -250,6 +279,9 @@ def invariants_pointcloud(pos: jax.Array, ori: jax.Array, senders: jax.Array, re
 
 def invariants_se3(pos: jax.Array, rot: jax.Array, senders: jax.Array, receivers: jax.Array) -> jax.Array:
     """SE(3) (trivial stabiliser): ``(R_i^T r_ij, R_i^T R_j)`` flattened, ``rot f[N, 3, 3]`` -> f[E, 12]."""
+    check_array("pos", pos, ndim=2, shape=(None, 3))
+    check_array("rot", rot, shape=(pos.shape[0], 3, 3))
+    _check_edges(senders, receivers, pos.shape[0])
     r = pos[senders] - pos[receivers]
     ri, rj = rot[receivers], rot[senders]
     loc = jnp.einsum("eab,ea->eb", ri, r)
@@ -259,7 +291,10 @@ def invariants_se3(pos: jax.Array, rot: jax.Array, senders: jax.Array, receivers
 
 def polynomial_features(a: jax.Array, degree: int) -> jax.Array:
     """P_d(a) = (a, a(x)a, ..., a^(x)d), row-major flattened: ``f[..., k] -> f[..., k + k^2 + ... + k^d]``."""
+    if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)):
+        raise ValueError(f"degree: expected an int, got {degree!r}")
     check_range("degree", degree, low=1, high=8)
+    check_array("a", a, ndim=range(1, 32), finite=False)
     out, cur = [a], a
     for _ in range(degree - 1):
         cur = (cur[..., :, None] * a[..., None, :]).reshape(*a.shape[:-1], cur.shape[-1] * a.shape[-1])
@@ -269,7 +304,12 @@ def polynomial_features(a: jax.Array, degree: int) -> jax.Array:
 
 def polynomial_cutoff(r: jax.Array, r_max: float | None, p: int = 6) -> jax.Array:
     """Smooth window (Klicpera et al., eq. 8), u = r / r_max: 1 - (p+1)(p+2)/2 u^p + p(p+2) u^(p+1)
-    - p(p+1)/2 u^(p+2) for r < r_max, else 0; identically 1 when ``r_max`` is None."""
+    - p(p+1)/2 u^(p+2) for r < r_max, else 0; identically 1 when ``r_max`` is None. ``r_max`` > 0, p >= 1."""
+    if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 1:
+        raise ValueError(f"p: expected an int >= 1, got {p!r}")
+    if r_max is not None and not is_traced(r_max):
+        if isinstance(r_max, bool) or np.ndim(r_max) != 0 or not np.isfinite(r_max) or not r_max > 0:
+            raise ValueError(f"r_max: expected a positive finite number or None, got {r_max!r}")
     if r_max is None:
         return jnp.ones_like(r)
     u = r / r_max
@@ -277,8 +317,12 @@ def polynomial_cutoff(r: jax.Array, r_max: float | None, p: int = 6) -> jax.Arra
     return jnp.where(u < 1, w, 0.0)
 
 
-def random_rotation(key: jax.Array, dim: int = 3, dtype=jnp.float32) -> jax.Array:
-    """A Haar-random rotation ``f[dim, dim]`` (det +1): 2D uniform angle; 3D from a uniform unit quaternion."""
+def random_rotation(key: jax.Array, dim: int = 3, dtype=None) -> jax.Array:
+    """A Haar-random rotation ``f[dim, dim]`` (det +1): 2D uniform angle; 3D from a uniform unit quaternion.
+
+    ``dim`` is 2 or 3; ``dtype`` defaults to JAX's default float."""
+    check_choice("dim", dim, (2, 3))
+    dtype = _default_float(dtype)
     if dim == 2:
         a = jax.random.uniform(key, (), dtype, 0, 2 * jnp.pi)
         return jnp.array([[jnp.cos(a), -jnp.sin(a)], [jnp.sin(a), jnp.cos(a)]], dtype)
@@ -359,7 +403,7 @@ def init(key: jax.Array, cfg: PonitaConfig, example: Graph | None = None, *, dty
     if example is not None:
         validate_graph(example, dim=cfg.dim, in_scalar=cfg.in_scalar, in_vector=cfg.in_vector)
         dtype = dtype or example.pos.dtype
-    dtype = dtype or jnp.float32
+    dtype = _default_float(dtype)
     c, bd, wc, ll = cfg.hidden_dim, cfg.basis_dim, cfg.widening * cfg.hidden_dim, cfg.num_layers
     ks, kf = _attr_dims(cfg)
     k_params, k_grid = jax.random.split(key)
@@ -401,6 +445,7 @@ def kernel_bases(params: Params, cfg: PonitaConfig, g: Graph):
     Phi_ij(o) = MLP(P_d(A_ij(o))) w(||r_ij||); Psi(o, p) = MLP'(P_d(<n_o, n_p>)). Non-separable:
     basis f[E, O, O, Bd] from (A_ij(o), <n_o, n_p>) and no fiber basis. PNITA: Phi from P_d(||r_ij||).
     """
+    _check(params, cfg, g)
     grid = params["consts"]["grid"]
     if cfg.num_ori == 0:
         r = g.pos[g.senders] - g.pos[g.receivers]
@@ -422,13 +467,25 @@ def kernel_bases(params: Params, cfg: PonitaConfig, g: Graph):
 
 
 def spatial_conv(x, k_spatial, senders, receivers, edge_mask):
-    """g_i(o) = sum_{e: receivers[e] = i, edge_mask[e]} k_spatial[e, o] * x[senders[e], o]  -> f[N, O, C]."""
+    """g_i(o) = sum_{e: receivers[e] = i, edge_mask[e]} k_spatial[e, o] * x[senders[e], o]  -> f[N, O, C].
+
+    Senders/receivers outside [0, N) raise on concrete arrays; under ``jit`` they are clamped / dropped."""
+    check_array("x", x, ndim=3)
+    check_array("k_spatial", k_spatial, ndim=3)
+    _check_edges(senders, receivers, x.shape[0], edge_mask)
+    if k_spatial.shape[0] != senders.shape[0] or k_spatial.shape[2] != x.shape[2] or k_spatial.shape[1] not in (1, x.shape[1]):
+        raise ValueError(f"k_spatial: expected shape ({senders.shape[0]}, {x.shape[1]}, {x.shape[2]}) (E, O, C), "
+                         f"got {tuple(k_spatial.shape)}")  # fmt: skip
     msg = k_spatial * x[senders]
     return segment_sum(msg, receivers, x.shape[0], edge_mask)
 
 
 def fiber_mix(g, k_fiber, bias=None):
     """h(p) = (1/O) sum_o k_fiber[o, p] * g(o) (+ bias): ``g f[N, O, C]``, ``k_fiber f[O, O, C]`` -> f[N, O, C]."""
+    check_array("g", g, ndim=3)
+    check_array("k_fiber", k_fiber, shape=(g.shape[1], g.shape[1], g.shape[2]))
+    if bias is not None:
+        check_array("bias", bias, shape=(g.shape[2],))
     h = jnp.einsum("noc,opc->npc", g, k_fiber) / k_fiber.shape[0]
     return h if bias is None else h + bias
 
@@ -442,7 +499,11 @@ def separable_conv(x, k_spatial, k_fiber, senders, receivers, edge_mask, bias=No
       senders, receivers: i32[E]; edge_mask: bool[E] (False edges contribute nothing).
       bias: optional f[C], added after the fiber mix (nodes without incoming edges get bias only).
     Returns: h f[N, O, C], h_i(p) = (1/O) sum_o F(o,p) sum_j K_ij(o) x_j(o) + bias.
+    Senders/receivers outside [0, N) raise on concrete arrays; under ``jit`` they are clamped (the gather)
+    and dropped (the scatter) silently, as JAX indexing does: validate graphs on the host first.
     """
+    if bias is not None:
+        check_array("bias", bias, shape=(np.shape(x)[-1],))
     g = spatial_conv(x, k_spatial, senders, receivers, edge_mask)
     if k_fiber is None:
         return g if bias is None else g + bias
@@ -492,9 +553,15 @@ def _lift(params: Params, cfg: PonitaConfig, g: Graph) -> jax.Array:
     return jnp.concatenate(parts, -1) @ params["embed"]["w"]
 
 
-def _check(params: Params, cfg: PonitaConfig, g: Graph) -> None:
+def _check_cfg(cfg) -> None:
     if not isinstance(cfg, PonitaConfig):
         raise ValueError(f"cfg: expected a PonitaConfig, got {type(cfg).__name__}")
+
+
+def _check(params: Params, cfg: PonitaConfig, g: Graph) -> None:
+    _check_cfg(cfg)
+    if not isinstance(params, dict) or "consts" not in params or "grid" not in params["consts"]:
+        raise ValueError("params: expected a PONITA params dict (see init) with params['consts']['grid']")
     validate_graph(g, dim=cfg.dim, in_scalar=cfg.in_scalar, in_vector=cfg.in_vector)
     check_array("params['consts']['grid']", params["consts"]["grid"], shape=(cfg.num_ori, cfg.dim), finite=False)
 
@@ -591,7 +658,10 @@ def calibrate(params: Params, cfg: PonitaConfig, g: Graph) -> Params:
 def rotation_averaged(params: Params, cfg: PonitaConfig, g: Graph, key: jax.Array, repeats: int = 5):
     """Average `apply` over ``repeats`` random global rotations (done by co-rotating the grid, which equals rotating
     the input and rotating the vector outputs back). Reduces the discretisation error of a finite grid."""
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)):
+        raise ValueError(f"repeats: expected an int, got {repeats!r}")
     check_range("repeats", repeats, low=1)
+    _check(params, cfg, g)
     rots = jax.vmap(lambda k: random_rotation(k, cfg.dim, g.pos.dtype))(jax.random.split(key, repeats))
 
     def one(rot):
@@ -604,13 +674,34 @@ def rotation_averaged(params: Params, cfg: PonitaConfig, g: Graph, key: jax.Arra
 # ------------------------------------------------------------------------------------------- heads
 
 
+def _check_batch(batch, keys, dim=None):
+    """A dict holding ``keys``; ``pos`` f[B, n, d] and every other array sharing its leading (B, n)."""
+    if not isinstance(batch, dict):
+        raise ValueError(f"batch: expected a dict with keys {', '.join(keys)}, got {type(batch).__name__}")
+    missing = [k for k in keys if k not in batch]
+    if missing:
+        raise ValueError(f"batch: missing key(s) {', '.join(missing)} (expected {', '.join(keys)})")
+    check_array("batch['pos']", batch["pos"], ndim=3, shape=(None, None, dim))
+    b, n, d = batch["pos"].shape
+    for k in keys:
+        if k in ("pos", "energy"):
+            continue
+        want = (b, n, d) if k in ("vel", "target", "forces") else (b, n, None)
+        check_array(f"batch[{k!r}]", batch[k], shape=want)
+    if "energy" in keys:
+        check_array("batch['energy']", batch["energy"], shape=(b,))
+
+
 def nbody_graph(batch: dict) -> Graph:
     """Complete graphs with self-loops from an n-body batch ``{pos, vel f[B, n, 3], charges f[B, n, 1]}``."""
+    _check_batch(batch, ("pos", "vel", "charges"))
     return batch_complete(batch["pos"], batch["charges"], batch["vel"][:, :, None, :])
 
 
 def nbody_predict(params: Params, cfg: PonitaConfig, batch: dict) -> jax.Array:
     """x_hat(T) = x + u (u the vector output), ``f[B, n, 3]``."""
+    _check_cfg(cfg)
+    _check_batch(batch, ("pos", "vel", "charges"), cfg.dim)
     _, vec = apply(params, cfg, nbody_graph(batch))
     return batch["pos"] + vec[:, 0, :].reshape(batch["pos"].shape)
 
@@ -622,6 +713,8 @@ def _rotate_batch(batch: dict, rot: jax.Array, keys) -> dict:
 def nbody_loss(params: Params, cfg: PonitaConfig, batch: dict, key: jax.Array | None = None):
     """MSE of x_hat(T) over all nodes and coordinates; ``key`` (optional) draws one random rotation of
     pos, vel and target (training augmentation). Batch: pos, vel, target f[B, n, 3], charges f[B, n, 1]."""
+    _check_cfg(cfg)
+    _check_batch(batch, ("pos", "vel", "charges", "target"), cfg.dim)
     if key is not None:
         batch = _rotate_batch(batch, random_rotation(key, cfg.dim, batch["pos"].dtype), ("pos", "vel", "target"))
     mse = jnp.mean((nbody_predict(params, cfg, batch) - batch["target"]) ** 2)
@@ -631,6 +724,7 @@ def nbody_loss(params: Params, cfg: PonitaConfig, batch: dict, key: jax.Array | 
 def energy_forces(params: Params, cfg: PonitaConfig, g: Graph):
     """``(E f[G], F f[N, dim])``: E = sum of the per-graph scalar output (column 0), F = -dE/dx (autodiff;
     twice differentiable on the jnp path)."""
+    _check_cfg(cfg)
     if cfg.out_scalar < 1 or cfg.task_level != "graph":
         raise ValueError(
             f"cfg: energy_forces needs out_scalar >= 1 and task_level='graph', got out_scalar={cfg.out_scalar}, "
@@ -653,6 +747,10 @@ def md_graph(batch: dict) -> Graph:
 def energy_forces_averaged(params: Params, cfg: PonitaConfig, g: Graph, rotations: jax.Array):
     """`energy_forces` averaged over global rotations ``rotations f[R, dim, dim]`` (test-time averaging, spec §2.6):
     co-rotating the grid by R equals rotating the input by R^T and the outputs back."""
+    _check_cfg(cfg)
+    check_array("rotations", rotations, ndim=3, shape=(None, cfg.dim, cfg.dim))
+    if rotations.shape[0] < 1:
+        raise ValueError("rotations: expected at least one rotation, got 0")
 
     def one(rot):
         return energy_forces({**params, "consts": {**params["consts"], "grid": params["consts"]["grid"] @ rot.T}},
@@ -673,6 +771,13 @@ def md_loss(params: Params, cfg: PonitaConfig, batch: dict, key: jax.Array | Non
     ``force_mae`` (per component). Batch: pos, forces f[B, n, 3], species f[B, n, T], energy f[B].
     ``rotations f[R, 3, 3]`` (evaluation): predictions averaged over these global rotations.
     """
+    _check_cfg(cfg)
+    _check_batch(batch, ("pos", "forces", "species", "energy"), cfg.dim)
+    for name, v in (("lambda_f", lambda_f), ("scale", scale)):
+        if not is_traced(v) and (np.ndim(v) != 0 or not np.isfinite(v) or not v > 0):
+            raise ValueError(f"{name}: expected a positive finite number, got {v!r}")
+    if not is_traced(shift) and (np.ndim(shift) != 0 or not np.isfinite(shift)):
+        raise ValueError(f"shift: expected a finite number, got {shift!r}")
     cfg = dataclasses.replace(cfg, use_kernel=False)  # differentiated twice: the jnp path
     if key is not None:
         batch = _rotate_batch(batch, random_rotation(key, cfg.dim, batch["pos"].dtype), ("pos", "forces"))
@@ -706,6 +811,14 @@ def decay_mask(params: Params) -> Params:
 
 def make_optimizer(learning_rate, *, weight_decay: float = 1e-10, clip_norm: float | None = 0.5):
     """Gradient clipping (global norm) + AdamW with decay masked by `decay_mask`; ``consts`` are frozen."""
+    if not callable(learning_rate):
+        if isinstance(learning_rate, bool) or np.ndim(learning_rate) != 0 or not np.isfinite(learning_rate) \
+                or not learning_rate > 0:  # fmt: skip
+            raise ValueError(f"learning_rate: expected a positive number or an optax schedule, got {learning_rate!r}")
+    if np.ndim(weight_decay) != 0 or not np.isfinite(weight_decay) or weight_decay < 0:
+        raise ValueError(f"weight_decay: expected a finite number >= 0, got {weight_decay!r}")
+    if clip_norm is not None and (np.ndim(clip_norm) != 0 or not np.isfinite(clip_norm) or not clip_norm > 0):
+        raise ValueError(f"clip_norm: expected a positive number or None, got {clip_norm!r}")
     tx = optax.adamw(learning_rate, weight_decay=weight_decay, mask=decay_mask)
     if clip_norm is not None:
         tx = optax.chain(optax.clip_by_global_norm(clip_norm), tx)

@@ -75,6 +75,30 @@ def _check_k(k):
         raise ValueError(f"k: expected a positive int, got {k!r}")
 
 
+def _check_int(name, v, low):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise ValueError(f"{name}: expected an int, got {v!r}")
+    check_range(name, v, low=low)
+
+
+def _float(*xs):
+    """The floating dtype to compute in: that of the floating inputs, else JAX's default float."""
+    return jnp.result_type(*xs, float)
+
+
+def _check_mask(name, v, shape):
+    """``v`` (optional) broadcasts to ``shape``."""
+    if v is None:
+        return
+    shape = tuple(shape)
+    try:
+        ok = np.broadcast_shapes(np.shape(v), shape) == shape
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name}: expected a shape that broadcasts to {shape}, got {tuple(np.shape(v))}")
+
+
 def _check_grades(name, g, high=MAX_GRADE):
     if not is_traced(g):
         a = np.asarray(g)
@@ -96,7 +120,9 @@ def split_groups(n_candidates: int, group_size: int, interval: int) -> np.ndarra
     ``group_size / interval`` groups when that divides, earlier positions in fewer (shuffling per repeat
     spreads this evenly).
     """
-    check_range("n_candidates", n_candidates, low=1)
+    _check_int("n_candidates", n_candidates, 1)
+    _check_int("group_size", group_size, 1)
+    _check_int("interval", interval, 1)
     check_range("group_size", group_size, low=1, high=n_candidates)
     check_range("interval", interval, low=1, high=group_size)
     starts = np.arange(0, n_candidates, interval)
@@ -106,7 +132,7 @@ def split_groups(n_candidates: int, group_size: int, interval: int) -> np.ndarra
 
 def shuffle_candidates(key: jax.Array, idx: jax.Array) -> jax.Array:
     """An independent random permutation of every row: ``idx: i32[Q, N] -> i32[Q, N]``."""
-    check_array("idx", idx, ndim=2, finite=False)
+    check_array("idx", idx, ndim=2, finite=False, kind="iu")
     keys = jax.random.split(key, idx.shape[0])
     return jax.vmap(lambda k, r: jax.random.permutation(k, r))(keys, jnp.asarray(idx))
 
@@ -156,14 +182,15 @@ def ndcg_at_k(scores, gains, k: int, *, tie: str = "average", gain: str = "linea
     check_choice("gain", gain, ("linear", "exp"))
     _check_finite_scores("scores", scores)
     check_array("gains", gains, ndim=range(1, 16))
-    return _ndcg(jnp.asarray(scores, jnp.float32), jnp.asarray(gains, jnp.float32), k, tie, gain)
+    dt = _float(scores, gains)
+    return _ndcg(jnp.asarray(scores, dt), jnp.asarray(gains, dt), k, tie, gain)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
 def _ndcg(s, g, k, tie, gain):
     if gain == "exp":
         g = jnp.exp2(g) - 1.0
-    disc = _discounts(s.shape[-1], k, jnp.float32)
+    disc = _discounts(s.shape[-1], k, s.dtype)
     dcg = jnp.sum(g * _position_weights(s, disc, tie), -1)
     ideal = jnp.sum(-jnp.sort(-g, axis=-1) * disc, -1)
     return jnp.where(ideal > 0, dcg / jnp.where(ideal > 0, ideal, 1.0), 0.0)
@@ -180,16 +207,17 @@ def recall_at_k(scores, relevant, k: int, *, tie: str = "average") -> jax.Array:
     _check_k(k)
     check_choice("tie", tie, ("average", "stable"))
     _check_finite_scores("scores", scores)
-    return _recall(jnp.asarray(scores, jnp.float32), jnp.asarray(relevant).astype(jnp.float32), k, tie)
+    dt = _float(scores)
+    return _recall(jnp.asarray(scores, dt), jnp.asarray(relevant).astype(dt), k, tie)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _recall(s, rel, k, tie):
     greater, equal, before = _rank_stats(s)
     if tie == "stable":
-        inside = (greater + before < k).astype(jnp.float32)
+        inside = (greater + before < k).astype(s.dtype)
     else:
-        inside = jnp.clip((k - greater) / equal, 0.0, 1.0)
+        inside = jnp.clip((k - greater) / equal, 0.0, 1.0).astype(s.dtype)
     n_rel = rel.sum(-1)
     return jnp.where(n_rel > 0, jnp.sum(inside * rel, -1) / jnp.maximum(n_rel, 1.0), 0.0)
 
@@ -209,10 +237,14 @@ def distribution_reward(scores01, target01, *, kind: str = "mae", tau: float = 0
     check_array("scores01", scores01, ndim=range(1, 16))
     check_array("target01", target01, ndim=range(1, 16))
     if not is_traced(tau):
+        if isinstance(tau, bool) or np.ndim(tau) != 0 or not np.isfinite(tau):
+            raise ValueError(f"tau: expected a positive finite number, got {tau!r}")
         check_range("tau", float(tau), low=0.0, low_inclusive=False)
-    s = jnp.asarray(scores01, jnp.float32)
+    _check_mask("valid", valid, np.shape(scores01))
+    dt = _float(scores01, target01)
+    s = jnp.asarray(scores01, dt)
     v = jnp.ones(s.shape, bool) if valid is None else jnp.broadcast_to(jnp.asarray(valid, bool), s.shape)
-    return _dist(s, jnp.asarray(target01, jnp.float32), v, tau, kind)
+    return _dist(s, jnp.asarray(target01, dt), v, tau, kind)
 
 
 @functools.partial(jax.jit, static_argnums=(4,))
@@ -233,7 +265,7 @@ def _dist(s, y, v, tau, kind):
         return jnp.sum(jnp.where(a > 0, a * (jnp.log(jnp.where(a > 0, a, 1.0)) - jnp.log(jnp.where(a > 0, b, 1.0))), 0.0), -1)
 
     js = 0.5 * kl(p, mid) + 0.5 * kl(r, mid)
-    return 1.0 - js / jnp.log(2.0)
+    return 1.0 - js / jnp.log(jnp.asarray(2.0, s.dtype))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -270,23 +302,28 @@ def grouprank_reward(score_bins, grades, *, cfg: RewardConfig = RewardConfig(), 
     _check_pair("score_bins", score_bins, "grades", grades)
     _check_grades("grades", grades)
     _check_grades("score_bins", score_bins, high=N_BINS - 1)
-    s = jnp.asarray(score_bins)
-    g = jnp.asarray(grades)
-    m = s.shape[-1]
-    v = jnp.ones(s.shape, bool) if valid is None else jnp.broadcast_to(jnp.asarray(valid, bool), s.shape)
-    s01 = s.astype(jnp.float32) / (N_BINS - 1)
-    y01 = g.astype(jnp.float32) / MAX_GRADE
-    gf = jnp.where(v, g.astype(jnp.float32), 0.0)
-    masked = jnp.where(v, s01, -jnp.inf)
-    ndcg = ndcg_at_k(masked, gf, m, tie=cfg.tie)
-    rec = recall_at_k(masked, (g > 0) & v, cfg.k_recall, tie=cfg.tie)
-    dist = distribution_reward(s01, y01, kind=cfg.dist, tau=cfg.tau, valid=v)
-    fmt = jnp.ones(s.shape[:-1], jnp.float32) if format_ok is None else jnp.asarray(format_ok, jnp.float32)
-    lam = jnp.asarray(cfg.weights if weights is None else weights, jnp.float32)
+    _check_mask("valid", valid, np.shape(score_bins))
+    _check_mask("format_ok", format_ok, np.shape(score_bins)[:-1])
     if weights is not None and not is_traced(weights):
         check_array("weights", weights, shape=(3,))
         if np.any(np.asarray(weights) < 0):
             raise ValueError(f"weights: expected non-negative values, got {np.asarray(weights).tolist()}")
+    if not isinstance(cfg, RewardConfig):
+        raise ValueError(f"cfg: expected a RewardConfig, got {type(cfg).__name__}")
+    s = jnp.asarray(score_bins)
+    g = jnp.asarray(grades)
+    dt = _float(s, g)
+    m = s.shape[-1]
+    v = jnp.ones(s.shape, bool) if valid is None else jnp.broadcast_to(jnp.asarray(valid, bool), s.shape)
+    s01 = s.astype(dt) / (N_BINS - 1)
+    y01 = g.astype(dt) / MAX_GRADE
+    gf = jnp.where(v, g.astype(dt), 0.0)
+    masked = jnp.where(v, s01, -jnp.inf)
+    ndcg = ndcg_at_k(masked, gf, m, tie=cfg.tie)
+    rec = recall_at_k(masked, (g > 0) & v, cfg.k_recall, tie=cfg.tie)
+    dist = distribution_reward(s01, y01, kind=cfg.dist, tau=cfg.tau, valid=v)
+    fmt = jnp.ones(s.shape[:-1], dt) if format_ok is None else jnp.broadcast_to(jnp.asarray(format_ok).astype(dt), s.shape[:-1])
+    lam = jnp.asarray(cfg.weights if weights is None else weights).astype(dt)
     r = fmt * (lam[0] * ndcg + lam[1] * rec + lam[2] * dist)
     return r, {"ndcg": ndcg, "recall": rec, "dist": dist, "format": fmt}
 
@@ -297,7 +334,7 @@ def full_list_ndcg(scores, grades, k: int = 10, *, tie: str = "average") -> jax.
     check_array("grades", grades, ndim=2, finite=False)
     _check_pair("scores", scores, "grades", grades)
     _check_grades("grades", grades)
-    per_q = ndcg_at_k(scores, jnp.asarray(grades, jnp.float32), k, tie=tie)
+    per_q = ndcg_at_k(scores, grades, k, tie=tie)
     has = jnp.any(jnp.asarray(grades) > 0, -1)
     return jnp.sum(jnp.where(has, per_q, 0.0)) / jnp.maximum(has.sum(), 1)
 
@@ -328,8 +365,28 @@ class ScorerConfig:
             raise ValueError(f"n_heads: expected a divisor of hidden[0]={self.hidden[0]}, got {self.n_heads}")
 
 
+def _check_q_docs(q, docs, valid=None, dim=None, docs_name="docs"):
+    """Shapes always (also under jit); NaN/inf only on concrete arrays."""
+    check_array("q", q, ndim=2)
+    check_array(docs_name, docs, ndim=3)
+    if docs.shape[0] != q.shape[0] or docs.shape[2] != q.shape[1]:
+        raise ValueError(
+            f"{docs_name}: expected shape ({q.shape[0]}, m, {q.shape[1]}) to match q, got {tuple(docs.shape)}"
+        )
+    if dim is not None and q.shape[1] != dim:
+        raise ValueError(f"q: expected embedding width {dim} (cfg.dim), got {q.shape[1]}")
+    if valid is not None:
+        check_array("valid", valid, shape=docs.shape[:2], finite=False)
+
+
+def _check_cfg(cfg):
+    if not isinstance(cfg, ScorerConfig):
+        raise ValueError(f"cfg: expected a ScorerConfig, got {type(cfg).__name__}")
+
+
 def pointwise_features(q, docs):
     """``[q, d_j, q⊙d_j]`` per candidate: ``f32[Q, D], f32[Q, m, D] -> f32[Q, m, 3D]`` (no cross-candidate term)."""
+    _check_q_docs(q, docs)
     qb = jnp.broadcast_to(q[:, None, :], docs.shape)
     return jnp.concatenate([qb, docs, qb * docs], -1)
 
@@ -340,6 +397,7 @@ def groupwise_features(q, docs, valid=None):
         d̄ = mean_j d_j,  ĉ = d̄/‖d̄‖,  x⊥ = x − (x·ĉ)ĉ,
         feature_j = [q⊙d_j, q⊥⊙d⊥_j, d_j − d̄, q·ĉ].
     """
+    _check_q_docs(q, docs, valid)
     v = jnp.ones(docs.shape[:-1], bool) if valid is None else jnp.asarray(valid, bool)
     w = v.astype(docs.dtype)[..., None]
     dbar = jnp.sum(docs * w, 1) / jnp.maximum(jnp.sum(w, 1), 1.0)  # [Q, D]
@@ -379,16 +437,15 @@ def _module(cfg: ScorerConfig):
 
 def init_scorer(key: jax.Array, cfg: ScorerConfig, group_size: int = 4) -> Any:
     """Parameters of a scorer (flax params dict)."""
-    if not isinstance(cfg, ScorerConfig):
-        raise ValueError(f"cfg: expected a ScorerConfig, got {type(cfg).__name__}")
-    check_range("group_size", group_size, low=1)
+    _check_cfg(cfg)
+    _check_int("group_size", group_size, 1)
     return _init_scorer(key, cfg, group_size)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
 def _init_scorer(key, cfg, group_size):
-    q = jnp.zeros((1, cfg.dim), jnp.float32)
-    docs = jnp.zeros((1, group_size, cfg.dim), jnp.float32)
+    q = jnp.zeros((1, cfg.dim), _float())
+    docs = jnp.zeros((1, group_size, cfg.dim), _float())
     valid = jnp.ones((1, group_size), bool)
     if cfg.kind == "attention":
         return _module(cfg).init(key, q, docs, valid)
@@ -396,35 +453,35 @@ def _init_scorer(key, cfg, group_size):
     return _module(cfg).init(key, feats)
 
 
-def _check_scorer_inputs(q, docs, valid, dim):
-    check_array("q", q, ndim=2)
-    check_array("docs", docs, ndim=3)
-    if docs.shape[0] != q.shape[0] or docs.shape[2] != q.shape[1]:
-        raise ValueError(f"docs: expected shape ({q.shape[0]}, m, {q.shape[1]}) to match q, got {tuple(docs.shape)}")
-    if q.shape[1] != dim:
-        raise ValueError(f"q: expected embedding width {dim} (cfg.dim), got {q.shape[1]}")
-    if valid is not None:
-        check_array("valid", valid, shape=docs.shape[:2], finite=False)
+def _check_scorer_inputs(q, docs, valid, dim, docs_name="docs"):
+    _check_q_docs(q, docs, valid, dim, docs_name)
 
 
 def pointwise_logits(params, q, docs, *, cfg: ScorerConfig):
     """Per-candidate MLP on ``[q, d, q⊙d]``: ``f32[Q, D], f32[Q, m, D] -> f32[Q, m, 11]``."""
+    _check_cfg(cfg)
+    _check_scorer_inputs(q, docs, None, cfg.dim)
     return _module(cfg).apply(params, pointwise_features(q, docs))
 
 
 def groupwise_logits(params, q, docs, valid=None, *, cfg: ScorerConfig):
     """MLP on the group-projected features (`groupwise_features`): ``-> f32[Q, m, 11]``."""
+    _check_cfg(cfg)
+    _check_scorer_inputs(q, docs, valid, cfg.dim)
     return _module(cfg).apply(params, groupwise_features(q, docs, valid))
 
 
 def attention_logits(params, q, docs, valid=None, *, cfg: ScorerConfig):
     """Self-attention scorer over [q; d_1..d_m] (paper size): ``-> f32[Q, m, 11]``."""
+    _check_cfg(cfg)
+    _check_scorer_inputs(q, docs, valid, cfg.dim)
     v = jnp.ones(docs.shape[:2], bool) if valid is None else jnp.asarray(valid, bool)
     return _module(cfg).apply(params, q, docs, v)
 
 
 def scorer_logits(params, q, docs, valid=None, *, cfg: ScorerConfig):
     """Dispatch on ``cfg.kind``: ``q: f32[Q, D], docs: f32[Q, m, D], valid: bool[Q, m] -> f32[Q, m, 11]``."""
+    _check_cfg(cfg)
     _check_scorer_inputs(q, docs, valid, cfg.dim)
     return _scorer_logits(params, jnp.asarray(q), jnp.asarray(docs), None if valid is None else jnp.asarray(valid), cfg)
 
@@ -441,13 +498,25 @@ def _scorer_logits(params, q, docs, valid, cfg):
 # ------------------------------------------------------------------------------------- sampling and loss
 
 
+def _check_logits(logits):
+    """``f[Q, m, 11]``; −inf (a forbidden bin) is allowed, NaN and +inf are not."""
+    check_array("logits", logits, ndim=3, shape=(None, None, N_BINS), finite=False, kind="f")
+    _check_finite_scores("logits", logits)
+
+
+def _check_bins(bins, logits):
+    q, m, _ = logits.shape
+    check_array("bins", bins, ndim=3, shape=(q, None, m), finite=False, kind="iu")
+    _check_grades("bins", bins, high=N_BINS - 1)
+
+
 def sample_scores(key: jax.Array, logits, group: int):
     """G sampled score vectors per group prompt: ``logits: f32[Q, m, 11] -> (bins i32[Q, G, m], logp f32[Q, G, m])``.
 
     Each document's score is one "token" drawn independently from its categorical.
     """
-    check_array("logits", logits, ndim=3, finite=False)
-    check_range("group", group, low=2)
+    _check_logits(logits)
+    _check_int("group", group, 2)
     logp_all = jax.nn.log_softmax(logits, -1)
     bins = jax.random.categorical(key, logits[:, None], axis=-1, shape=(logits.shape[0], group, logits.shape[1]))
     logp = jnp.take_along_axis(jnp.broadcast_to(logp_all[:, None], bins.shape + (N_BINS,)), bins[..., None], -1)[..., 0]
@@ -456,6 +525,8 @@ def sample_scores(key: jax.Array, logits, group: int):
 
 def score_logprobs(logits, bins):
     """``log p(bins)`` per document: ``f32[Q, m, 11], i32[Q, G, m] -> f32[Q, G, m]``."""
+    _check_logits(logits)
+    _check_bins(bins, logits)
     logp_all = jax.nn.log_softmax(logits, -1)[:, None]  # [Q, 1, m, 11]
     return jnp.take_along_axis(jnp.broadcast_to(logp_all, bins.shape + (N_BINS,)), bins[..., None], -1)[..., 0]
 
@@ -470,6 +541,12 @@ def grouprank_loss(params, batch, *, scorer: ScorerConfig, loss_cfg=None):
     """
     from zoo.rl import grpo_core
 
+    if not isinstance(batch, dict) or any(k not in batch for k in ("q", "docs", "valid", "bins", "adv")):
+        have = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise ValueError(f"batch: expected a dict with keys q, docs, valid, bins, adv; got {have}")
+    _check_cfg(scorer)
+    bins = batch["bins"]
+    check_array("adv", batch["adv"], shape=tuple(np.shape(bins))[:2])
     cfg = grpo_core.LossConfig(kl_coef=0.0) if loss_cfg is None else loss_cfg
     logits = scorer_logits(params, batch["q"], batch["docs"], batch["valid"], cfg=scorer)
     logp = score_logprobs(logits, batch["bins"])
@@ -487,8 +564,8 @@ def grouprank_loss(params, batch, *, scorer: ScorerConfig, loss_cfg=None):
 
 def _expected_or_greedy(logits, use):
     if use == "greedy":
-        return jnp.argmax(logits, -1).astype(jnp.float32) / (N_BINS - 1)
-    return jnp.sum(jax.nn.softmax(logits, -1) * jnp.arange(N_BINS, dtype=jnp.float32), -1) / (N_BINS - 1)
+        return jnp.argmax(logits, -1).astype(logits.dtype) / (N_BINS - 1)
+    return jnp.sum(jax.nn.softmax(logits, -1) * jnp.arange(N_BINS, dtype=logits.dtype), -1) / (N_BINS - 1)
 
 
 def rerank(params, key, q, cands, *, scorer: ScorerConfig, group_size: int, interval: int, repeats: int,
@@ -501,16 +578,15 @@ def rerank(params, key, q, cands, *, scorer: ScorerConfig, group_size: int, inte
     ``retriever_scores`` the result is ``interp · score + (1 − interp) · retriever``.
     A pointwise scorer gives the same result for any grouping.
     """
-    check_array("q", q, ndim=2)
-    check_array("cands", cands, ndim=3)
+    _check_cfg(scorer)
+    _check_scorer_inputs(q, cands, None, scorer.dim, "cands")
     n = cands.shape[1]
-    check_range("repeats", repeats, low=1)
+    _check_int("repeats", repeats, 1)
     check_choice("use", use, ("expected", "greedy"))
     check_range("interp", interp, low=0.0, high=1.0)
     groups = jnp.asarray(split_groups(n, group_size, interval))  # [n_groups, m]
     if retriever_scores is not None:
         check_array("retriever_scores", retriever_scores, shape=cands.shape[:2])
-    _check_scorer_inputs(q, cands, None, scorer.dim)
     return _rerank(params, key, jnp.asarray(q), jnp.asarray(cands), groups, retriever_scores,
                    scorer=scorer, repeats=repeats, interp=interp, use=use, shuffle=shuffle)
 
@@ -520,8 +596,9 @@ def _rerank(params, key, q, cands, groups, retriever_scores, *, scorer, repeats,
     qn, n, _ = cands.shape
     ng, m = groups.shape
     base = jnp.broadcast_to(jnp.arange(n), (qn, n))
-    total = jnp.zeros((qn, n), jnp.float32)
-    count = jnp.zeros((qn, n), jnp.float32)
+    dt = _float(q, cands)
+    total = jnp.zeros((qn, n), dt)
+    count = jnp.zeros((qn, n), dt)
     for key_r in jax.random.split(key, repeats):
         order = shuffle_candidates(key_r, base) if shuffle else base  # order[q, p] = doc at position p
         valid = groups >= 0  # [ng, m]
@@ -530,58 +607,69 @@ def _rerank(params, key, q, cands, groups, retriever_scores, *, scorer, repeats,
         vq = jnp.broadcast_to(valid, (qn, ng, m)).reshape(qn * ng, m)
         qq = jnp.repeat(q, ng, 0)
         logits = _scorer_logits(params, qq, docs, vq, scorer)
-        s = _expected_or_greedy(logits, use).reshape(qn, ng * m)
-        w = vq.reshape(qn, ng * m).astype(jnp.float32)
+        s = _expected_or_greedy(logits, use).reshape(qn, ng * m).astype(dt)
+        w = vq.reshape(qn, ng * m).astype(dt)
         rows = jnp.arange(qn)[:, None]
         total = total.at[rows, doc.reshape(qn, -1)].add(s * w)
         count = count.at[rows, doc.reshape(qn, -1)].add(w)
     score = total / jnp.maximum(count, 1.0)
     if retriever_scores is not None:
-        score = interp * score + (1.0 - interp) * jnp.asarray(retriever_scores, jnp.float32)
+        score = interp * score + (1.0 - interp) * jnp.asarray(retriever_scores).astype(dt)
     return score
 
 
 # ------------------------------------------------------------------------------------- LLM output parsing
 
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)  # the first closed block
+_FENCE = re.compile(r"```json\s*([\s\S]+?)\s*```")  # closed ```json fences; the last one is used
+_OBJECT = re.compile(r"\{[\s\S]*?\}")  # closed {...} (shortest); the last one is used
+
+
+def _official_extract(text: str):
+    """The official ``_extract_rerank_output`` (AQ-MedAI/Diver ``Reranker/rerank_groupwise.py``): the JSON
+    object of an output as a dict, or None where the official code raises (the group then scores 0)."""
+    m = _ANSWER.search(text)
+    body = m.group(1).strip() if m else text
+    fenced = _FENCE.findall(body)
+    if fenced:
+        cand = fenced[-1].strip()
+    else:
+        objs = _OBJECT.findall(body)
+        if not objs:
+            return None
+        cand = objs[-1].strip()
+    cand = re.sub(r"(\[\d+\])\]", r"\1", cand)
+    if cand.count("{") > cand.count("}"):
+        cand += "}"
+    cand = re.sub(r"\s+", " ", cand).strip()
+    try:
+        obj = json.loads(cand)
+        return dict(obj)
+    except (json.JSONDecodeError, TypeError, ValueError):
+        return None
 
 
 def parse_group_output(text: str, m: int) -> dict[int, int] | None:
     """Parse an LLM's groupwise output into ``{document id (1-based): score}``, or None (→ all zeros).
 
-    Takes the ``<answer>`` body (the whole text if absent), the last fenced json block (else the last
-    ``{...}``), repairs ``"[7]]"`` → ``"[7]"`` and a missing closing ``}``, and ``json.loads`` it. Valid iff
-    every id 1..m appears exactly once with an integer score in [0, 10].
+    As the official code: the body of the *first* closed ``<answer>…</answer>`` (the whole text when there
+    is none; an unclosed ``<answer>`` is not a block), then the last closed ```` ```json ```` fence, else the
+    last closed ``{…}``; no closed object and no fence → None. Repairs: ``"[7]]"`` → ``"[7]"`` and, inside a
+    fence only (a ``{…}`` match is closed by construction), one missing ``}`` is appended; whitespace
+    runs collapse; ``json.loads``. Ours (R_fmt, stricter than the official code, which keeps whatever ids
+    it can index): valid iff every id 1..m appears exactly once with an integer score in [0, 10].
     """
     if not isinstance(text, str):
-        raise ValueError(f"text: expected a str, got {type(text).__name__}")
-    check_range("m", m, low=1)
-    body = text
-    ans = re.findall(r"<answer>(.*?)(?:</answer>|$)", text, re.S)
-    if ans:
-        body = ans[-1]
-    blocks = _FENCE.findall(body)
-    if blocks:
-        cand = blocks[-1].strip()
-    else:
-        start = body.rfind("{")
-        if start < 0:
-            return None
-        end = body.find("}", start)
-        cand = body[start:] if end < 0 else body[start : end + 1]
-    cand = re.sub(r"\[(\d+)\]\]+", r"[\1]", cand)
-    if not cand.rstrip().endswith("}"):
-        cand = cand.rstrip().rstrip(",") + "}"
-    try:
-        obj = json.loads(cand)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(obj, dict):
+        raise TypeError(f"text: expected a str, got {type(text).__name__}")
+    _check_int("m", m, 1)
+    obj = _official_extract(text)
+    if obj is None:
         return None
     out = {}
     for k, v in obj.items():
         mk = re.fullmatch(r"\s*\[?(\d+)\]?\s*", str(k))
-        if mk is None or isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or not 0 <= v <= 10:
+        if (mk is None or isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v)
+                or v != int(v) or not 0 <= v <= 10):  # fmt: skip
             return None
         i = int(mk.group(1))
         if i in out:
@@ -590,12 +678,12 @@ def parse_group_output(text: str, m: int) -> dict[int, int] | None:
     return out if sorted(out) == list(range(1, m + 1)) else None
 
 
-def group_scores_from_text(text: str, m: int) -> tuple[np.ndarray, bool]:
-    """Scores ``f32[m]`` in [0, 1] (score/10) from an LLM output, and whether parsing succeeded (else zeros)."""
+def group_scores_from_text(text: str, m: int, *, dtype=np.float32) -> tuple[np.ndarray, bool]:
+    """Scores ``f[m]`` in [0, 1] (score/10) from an LLM output, and whether parsing succeeded (else zeros)."""
     parsed = parse_group_output(text, m)
     if parsed is None:
-        return np.zeros(m, np.float32), False
-    return np.array([parsed[i + 1] for i in range(m)], np.float32) / 10.0, True
+        return np.zeros(m, dtype), False
+    return np.array([parsed[i + 1] for i in range(m)], dtype) / 10.0, True
 
 
 __all__: Sequence[str] = (

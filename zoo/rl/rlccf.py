@@ -97,9 +97,36 @@ def _check_answers(answers, n_answers=None, *, ndim=3):
 
 
 def _check_counts(counts):
-    check_array("counts", counts, ndim=3, finite=False)
+    check_array("counts", counts, ndim=3)
     if np.dtype(counts.dtype).kind not in "iuf":
         raise ValueError(f"counts: expected a numeric array, got dtype {counts.dtype}")
+    if not is_traced(counts) and counts.size and np.min(np.asarray(counts)) < 0:
+        raise ValueError(f"counts: expected non-negative vote counts, got a minimum of {np.min(np.asarray(counts))}")
+
+
+def _int(name, v, low):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise ValueError(f"{name}: expected an int, got {v!r}")
+    check_range(name, v, low=low)
+
+
+def _float():
+    """JAX's default float (float32; float64 under ``jax.enable_x64``): rewards and scores of integer votes."""
+    return jnp.result_type(float)
+
+
+def _check_labels(name, labels, ndim=(1, 2)):
+    check_array(name, labels, ndim=ndim, finite=False, kind="iu")
+    if not is_traced(labels) and labels.size and np.min(np.asarray(labels)) < -1:
+        raise ValueError(f"{name}: expected ids >= -1 (-1 = no answer), got {np.min(np.asarray(labels))}")
+
+
+def _check_cfgs(cfg, lm_cfg=False):
+    """``cfg`` an RLCCFConfig and, when passed, ``lm_cfg`` a TinyLMConfig."""
+    if not isinstance(cfg, RLCCFConfig):
+        raise ValueError(f"cfg: expected an RLCCFConfig, got {type(cfg).__name__}")
+    if lm_cfg is not False and not isinstance(lm_cfg, tiny_lm.TinyLMConfig):
+        raise ValueError(f"lm_cfg: expected a tiny_lm.TinyLMConfig, got {type(lm_cfg).__name__}")
 
 
 # ------------------------------------------------------------------------------------- voting
@@ -107,7 +134,7 @@ def _check_counts(counts):
 
 def answer_counts(answers, *, n_answers: int) -> jax.Array:
     """c_n(a): ``answers: i32[N, Q, K]`` (−1 ignored) -> ``i32[N, Q, C]``."""
-    check_range("n_answers", n_answers, low=1)
+    _int("n_answers", n_answers, 1)
     _check_answers(answers, n_answers)
     a = jnp.asarray(answers)
     return jnp.sum(jax.nn.one_hot(a, n_answers, dtype=jnp.int32), axis=-2)  # one_hot(−1) = 0
@@ -119,11 +146,12 @@ def self_consistency(counts, k: int, *, scope: str = "question") -> jax.Array:
     ``scope="batch"`` replaces each model's SC by its mean over the Q questions (broadcast back).
     """
     _check_counts(counts)
-    check_range("k", k, low=2)
+    _int("k", k, 2)
     check_choice("scope", scope, SCOPES)
     if not is_traced(counts) and counts.size and int(np.max(np.sum(np.asarray(counts), -1))) > k:
         raise ValueError(f"k: expected at least the number of counted answers per model and question, got k={k}")
-    sc = jnp.max(jnp.asarray(counts), -1).astype(jnp.float32) / k
+    c = jnp.asarray(counts)
+    sc = jnp.max(c, -1).astype(jnp.result_type(c, float)) / k
     if scope == "batch":
         sc = jnp.broadcast_to(jnp.mean(sc, -1, keepdims=True), sc.shape)
     return sc
@@ -134,17 +162,26 @@ def collective_vote(counts, sc=None, *, weighting: str = "sc") -> tuple[jax.Arra
 
         scores_q(a) = Σ_n w_n(q) c_n(a)   with w = SC ("sc") or 1 ("uniform"),
         label_q = argmax_a scores_q(a), ties → the smallest id, −1 when no model gave a valid answer.
+
+    ``sc`` must be non-negative (a self-consistency lies in [0, 1]; a negative weight would turn a model's
+    votes into votes against); checked on concrete arrays. Scores are in the dtype of ``sc`` (of ``counts``
+    when float, else JAX's default float).
     """
     _check_counts(counts)
     check_choice("weighting", weighting, WEIGHTINGS)
-    c = jnp.asarray(counts).astype(jnp.float32)
     if weighting == "sc":
         if sc is None:
             raise ValueError("sc: required when weighting='sc' (see self_consistency)")
-        check_array("sc", sc, shape=counts.shape[:2])
-        w = jnp.asarray(sc, jnp.float32)
+        check_array("sc", sc, shape=counts.shape[:2], kind="fiu")
+        if not is_traced(sc) and np.size(sc) and np.min(np.asarray(sc)) < 0:
+            raise ValueError(f"sc: expected non-negative self-consistency weights, got a minimum of "
+                             f"{np.min(np.asarray(sc))}")  # fmt: skip
+        dt = jnp.result_type(sc, counts, float)
+        w = jnp.asarray(sc).astype(dt)
     else:
-        w = jnp.ones(counts.shape[:2], jnp.float32)
+        dt = jnp.result_type(counts, float)
+        w = jnp.ones(counts.shape[:2], dt)
+    c = jnp.asarray(counts).astype(dt)
     scores = jnp.einsum("nq,nqc->qc", w, c)
     any_valid = jnp.sum(c, (0, 2)) > 0
     return jnp.where(any_valid, jnp.argmax(scores, -1), -1).astype(jnp.int32), scores
@@ -160,14 +197,14 @@ def ttrl_labels(counts) -> jax.Array:
 def consistency_rewards(answers, labels) -> jax.Array:
     """r_{n,k} = 1[a_{n,k} = label] with ∅ never matching: ``i32[N, Q, K]``, ``i32[Q] | i32[N, Q] -> f32[N, Q, K]``."""
     _check_answers(answers)
-    check_array("labels", labels, ndim=(1, 2), finite=False)
+    _check_labels("labels", labels)
     n, q, _ = answers.shape
     if labels.shape not in ((q,), (n, q)):
         raise ValueError(f"labels: expected shape ({q},) or ({n}, {q}), got {tuple(labels.shape)}")
     lab = jnp.asarray(labels)
     lab = lab[None, :, None] if lab.ndim == 1 else lab[..., None]
     a = jnp.asarray(answers)
-    return ((a == lab) & (a >= 0) & (lab >= 0)).astype(jnp.float32)
+    return ((a == lab) & (a >= 0) & (lab >= 0)).astype(_float())
 
 
 def rlccf_advantages(rewards, *, norm: str = "std", eps: float = 1e-6) -> jax.Array:
@@ -185,6 +222,8 @@ def pseudo_labels(answers, *, n_answers: int, mode: str = "sc", k: int | None = 
     own majority). Collective labels are broadcast to every model.
     """
     check_choice("mode", mode, LABEL_MODES)
+    if k is not None:
+        _int("k", k, 2)
     counts = answer_counts(answers, n_answers=n_answers)
     kk = answers.shape[-1] if k is None else k
     sc = self_consistency(counts, kk, scope=scope)
@@ -198,16 +237,16 @@ def pseudo_labels(answers, *, n_answers: int, mode: str = "sc", k: int | None = 
 
 
 def _check_gold(gold, q):
-    check_array("gold", gold, ndim=1, finite=False)
+    _check_labels("gold", gold, ndim=1)
     if gold.shape != (q,):
         raise ValueError(f"gold: expected shape ({q},) (one label per question), got {tuple(gold.shape)}")
 
 
 def label_accuracy(labels, gold) -> jax.Array:
     """Fraction of pseudo-labels equal to gold (−1 counts as wrong): ``i32[Q] | i32[N, Q]`` -> ``f32[]``."""
-    check_array("labels", labels, ndim=(1, 2), finite=False)
+    _check_labels("labels", labels)
     _check_gold(gold, labels.shape[-1])
-    return jnp.mean((jnp.asarray(labels) == jnp.asarray(gold)).astype(jnp.float32))
+    return jnp.mean((jnp.asarray(labels) == jnp.asarray(gold)).astype(_float()))
 
 
 def reward_accuracy(answers, labels, gold) -> jax.Array:
@@ -216,7 +255,7 @@ def reward_accuracy(answers, labels, gold) -> jax.Array:
     _check_gold(gold, answers.shape[1])
     r = consistency_rewards(answers, labels)
     r_gold = consistency_rewards(answers, gold)
-    return jnp.mean((r == r_gold).astype(jnp.float32))
+    return jnp.mean((r == r_gold).astype(_float()))
 
 
 def avg_accuracy(answers, gold) -> jax.Array:
@@ -232,9 +271,13 @@ def group_majority_accuracy(answers, gold, *, n_answers: int | None = None) -> j
     _check_gold(gold, answers.shape[1])
     if n_answers is None and (is_traced(answers) or is_traced(gold)):
         raise ValueError("n_answers: required under jit/vmap (the number of answer ids C)")
+    if n_answers is not None:
+        _int("n_answers", n_answers, 1)
+        if not is_traced(gold) and gold.size and np.max(np.asarray(gold)) >= n_answers:
+            raise ValueError(f"gold: expected ids in [-1, {n_answers}), got a maximum of {np.max(np.asarray(gold))}")
     c = n_answers if n_answers is not None else int(max(np.max(np.asarray(gold)), np.max(np.asarray(answers)))) + 1
     lab, _ = collective_vote(answer_counts(answers, n_answers=c), weighting="uniform")
-    return jnp.mean((lab == jnp.asarray(gold)).astype(jnp.float32))
+    return jnp.mean((lab == jnp.asarray(gold)).astype(_float()))
 
 
 # ------------------------------------------------------------------------------------- training
@@ -281,8 +324,9 @@ class RLCCFState(NamedTuple):
 
 def init_rlccf_state(params, cfg: RLCCFConfig) -> RLCCFState:
     """Start RL from stacked ``params`` (leading axis N): references = copies, one Adam state per model."""
+    _check_cfgs(cfg)
     leaves = jax.tree.leaves(params)
-    if not leaves or len({x.shape[0] for x in leaves}) != 1:
+    if not leaves or any(np.ndim(x) == 0 for x in leaves) or len({x.shape[0] for x in leaves}) != 1:
         raise ValueError("params: expected a stacked pytree whose leaves share a leading model axis N")
     return RLCCFState(params, jax.tree.map(jnp.copy, params), jax.vmap(cfg.optimizer().init)(params))
 
@@ -292,6 +336,10 @@ def sample_answers(params, key, prompts, *, cfg: RLCCFConfig, lm_cfg: tiny_lm.Ti
 
     Group members are contiguous (``jnp.repeat(prompts, K, 0)``); ``extract(tokens, mask) -> i32[Q·K]``.
     """
+    _check_cfgs(cfg, lm_cfg)
+    check_array("prompts", prompts, ndim=2, kind="iu")
+    if not callable(extract):
+        raise ValueError(f"extract: expected a callable (tokens, mask) -> answer ids, got {type(extract).__name__}")
     rep = jnp.repeat(prompts, cfg.k, axis=0)
     ro = tiny_lm.sample(params, key, rep, cfg=lm_cfg, max_new=cfg.max_new, temperature=cfg.temperature)
     return ro, extract(ro.tokens, ro.mask).reshape(prompts.shape[0], cfg.k)
@@ -299,6 +347,9 @@ def sample_answers(params, key, prompts, *, cfg: RLCCFConfig, lm_cfg: tiny_lm.Ti
 
 def model_loss(params, ref_params, prompts, rollout, adv, *, cfg: RLCCFConfig, lm_cfg: tiny_lm.TinyLMConfig):
     """One model's GRPO loss on its own samples: ``adv: f32[Q, K]`` (a constant) -> ``(loss f32[], metrics)``."""
+    _check_cfgs(cfg, lm_cfg)
+    check_array("prompts", prompts, ndim=2, kind="iu")
+    check_array("adv", adv, shape=(prompts.shape[0], cfg.k))
     rep = jnp.repeat(prompts, cfg.k, axis=0)
     logp = tiny_lm.completion_logprobs(params, rep, rollout.tokens, cfg=lm_cfg, temperature=cfg.temperature)
     ref = None
@@ -311,6 +362,10 @@ def model_loss(params, ref_params, prompts, rollout, adv, *, cfg: RLCCFConfig, l
 
 def rlccf_loss(params, ref_params, prompts, rollouts, adv, *, cfg: RLCCFConfig, lm_cfg: tiny_lm.TinyLMConfig):
     """Per-model losses of stacked models: ``adv: f32[N, Q, K] -> (loss f32[N], metrics)``; ∂loss_n/∂θ_m = 0 for m ≠ n."""
+    _check_cfgs(cfg, lm_cfg)
+    check_array("prompts", prompts, ndim=2, kind="iu")
+    n = jax.tree.leaves(params)[0].shape[0] if jax.tree.leaves(params) else 0
+    check_array("adv", adv, shape=(n, prompts.shape[0], cfg.k))
     fn = functools.partial(model_loss, cfg=cfg, lm_cfg=lm_cfg)
     return jax.vmap(fn, in_axes=(0, 0, None, 0, 0))(params, ref_params, prompts, rollouts, adv)
 
@@ -325,7 +380,14 @@ def rlccf_step(state: RLCCFState, key, prompts, *, cfg: RLCCFConfig, lm_cfg: tin
     each model takes one Adam step on its own loss. ``aux``: ``answers i32[N, Q, K]``,
     ``labels i32[N, Q]``, ``sc f32[N, Q]``, ``rewards f32[N, Q, K]``, ``loss f32[N]`` and loss metrics.
     """
-    check_array("prompts", prompts, ndim=2, finite=False)
+    if not isinstance(state, RLCCFState):
+        raise ValueError(f"state: expected an RLCCFState (see init_rlccf_state), got {type(state).__name__}")
+    _check_cfgs(cfg, lm_cfg)
+    check_array("prompts", prompts, ndim=2, finite=False, kind="iu")
+    if not callable(extract):
+        raise ValueError(f"extract: expected a callable (tokens, mask) -> answer ids, got {type(extract).__name__}")
+    if mode is not None and not is_traced(mode):
+        check_range("mode", int(mode), low=0, high=len(LABEL_MODES) - 1)
     n = jax.tree.leaves(state.params)[0].shape[0]
     keys = jax.random.split(key, n)
     ro, answers = jax.vmap(lambda p, k: sample_answers(p, k, prompts, cfg=cfg, lm_cfg=lm_cfg, extract=extract))(

@@ -29,7 +29,7 @@ import dataclasses
 
 import numpy as np
 
-from zoo.checks import check_range
+from zoo.checks import check_array, check_range
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -55,15 +55,22 @@ class RetrievalConfig:
 
 def grade_of(a: np.ndarray) -> np.ndarray:
     """``grade = #{a > 0.01, a > 0.5, a > 0.8}``: ``a: f[...] -> i32[...]`` in {0, 1, 2, 3}."""
+    check_array("a", a, ndim=range(0, 32), kind="fiub")
     a = np.asarray(a)
     return ((a > 0.01).astype(np.int32) + (a > 0.5) + (a > 0.8)).astype(np.int32)
 
 
-def generate(seed: int, n: int, cfg: RetrievalConfig = RetrievalConfig()) -> dict[str, np.ndarray]:
-    """``n`` queries with their ``M`` candidates (module docstring); a pure function of ``seed``."""
+def _check_args(seed, n, cfg):
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise ValueError(f"n: expected an int, got {n!r}")
     check_range("n", n, low=1)
     if not isinstance(cfg, RetrievalConfig):
         raise ValueError(f"cfg: expected a RetrievalConfig, got {type(cfg).__name__}")
+
+
+def generate(seed: int, n: int, cfg: RetrievalConfig = RetrievalConfig()) -> dict[str, np.ndarray]:
+    """``n`` queries with their ``M`` candidates (module docstring); a pure function of ``seed``."""
+    _check_args(seed, n, cfg)
     rng = np.random.default_rng(seed)
     d, m = cfg.dim, cfg.n_candidates
     sd = np.sqrt(cfg.scale / d)
@@ -99,6 +106,7 @@ _generate_kw.version = generate.version
 
 def make_dataset(seed: int, n: int, cfg: RetrievalConfig = RetrievalConfig(), *, cache: bool = True):
     """`generate` as a ``datasets.Dataset`` (numpy format), cached under ``$ZOO_CACHE``."""
+    _check_args(seed, n, cfg)
     from zoo.data import cached_dataset
 
     return cached_dataset(_generate_kw, seed, cache=cache, n=n, **dataclasses.asdict(cfg))

@@ -67,7 +67,20 @@ class ReverseConfig:
         return self.length + 1
 
 
+def _check_cfg(cfg):
+    if not isinstance(cfg, ReverseConfig):
+        raise ValueError(f"cfg: expected a ReverseConfig, got {type(cfg).__name__}")
+
+
+def _check_n(n, name="n"):
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise ValueError(f"{name}: expected an int, got {n!r}")
+    check_range(name, n, low=1)
+
+
 def vocab_size(cfg: ReverseConfig) -> int:
+    """PAD, EOS, SEP and the ``cfg.n_symbols`` symbols."""
+    _check_cfg(cfg)
     return FIRST_SYMBOL + cfg.n_symbols
 
 
@@ -87,7 +100,8 @@ def _assemble(xp, symbols, corrupt, pos, repl):
 def generate(seed: int, n: int, cfg: ReverseConfig = ReverseConfig()) -> dict[str, np.ndarray]:
     """n examples as numpy arrays: prompt i32[n, L+1], target i32[n, L+1] (clean),
     demo i32[n, L+1] (noisy teacher demonstration), demo_mask bool[n, L+1]."""
-    check_range("n", n, low=1)
+    _check_n(n)
+    _check_cfg(cfg)
     rng = np.random.default_rng(seed)
     symbols = rng.integers(FIRST_SYMBOL, vocab_size(cfg), (n, cfg.length)).astype(np.int32)
     corrupt = rng.random(n) < cfg.noise
@@ -98,6 +112,8 @@ def generate(seed: int, n: int, cfg: ReverseConfig = ReverseConfig()) -> dict[st
 
 def sample_batch(key: jax.Array, n: int, cfg: ReverseConfig = ReverseConfig()) -> dict[str, jax.Array]:
     """`generate`'s distribution in pure JAX (jit/vmap-able; ``n`` static)."""
+    _check_n(n)
+    _check_cfg(cfg)
     # one uniform draw for everything: one PRNG call site compiles far faster than four
     u = jax.random.uniform(key, (n, cfg.length + 3))
     symbols = (FIRST_SYMBOL + jnp.floor(u[:, : cfg.length] * cfg.n_symbols)).astype(jnp.int32)
@@ -115,6 +131,7 @@ def reverse_reward(prompt: jax.Array, completion: jax.Array, mask: jax.Array, *,
 
     prompt i32[N, L+1]; completion i32[N, Lc] (Lc >= L+1); mask bool[N, Lc] -> f32[N].
     """
+    _check_cfg(cfg)
     L = cfg.length
     check_array("prompt", prompt, ndim=2, shape=(None, L + 1), kind="iu")
     check_array("completion", completion, ndim=2, shape=(prompt.shape[0], None), kind="iu")
@@ -124,11 +141,13 @@ def reverse_reward(prompt: jax.Array, completion: jax.Array, mask: jax.Array, *,
     target = jnp.concatenate([jnp.asarray(prompt)[:, L - 1::-1], jnp.full((prompt.shape[0], 1), EOS_ID)], axis=1)
     comp = jnp.asarray(completion)
     ok = jnp.all(comp[:, : L + 1] == target, axis=1) & jnp.all(jnp.asarray(mask)[:, : L + 1], axis=1)
-    return ok.astype(jnp.float32)
+    return ok.astype(jnp.result_type(float))
 
 
 def make_dataset(seed: int, n: int, cfg: ReverseConfig = ReverseConfig()):
     """`generate` as a ``datasets.Dataset`` (numpy format); needs the ``datasets`` package."""
+    _check_n(n)
+    _check_cfg(cfg)
     try:
         import datasets
     except ImportError as e:  # pragma: no cover - depends on the environment

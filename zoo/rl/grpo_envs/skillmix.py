@@ -59,6 +59,17 @@ class SkillmixConfig:
             )
 
 
+def _check_cfg(cfg):
+    if not isinstance(cfg, SkillmixConfig):
+        raise ValueError(f"cfg: expected a SkillmixConfig, got {type(cfg).__name__}")
+
+
+def _check_n(n):
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise ValueError(f"n: expected an int, got {n!r}")
+    check_range("n", n, low=1)
+
+
 def _check_question(types, x, y):
     for name, v, hi in (("types", types, N_TYPES - 1), ("x", x, 9), ("y", y, 9)):
         a = np.asarray(v)
@@ -102,7 +113,11 @@ def prompt_tokens(types, x, y) -> np.ndarray:
 
 def target_distribution(types, x, y, strong_type: int, cfg: SkillmixConfig = SkillmixConfig()) -> np.ndarray:
     """SFT target of base model ``strong_type`` over the 10 answers: ``f32[Q, 10]`` (rows sum to 1)."""
+    if isinstance(strong_type, bool) or not isinstance(strong_type, (int, np.integer)):
+        raise ValueError(f"strong_type: expected an int, got {strong_type!r}")
     check_range("strong_type", strong_type, low=0, high=N_TYPES - 1)
+    _check_cfg(cfg)
+    check_array("types", types, ndim=1, finite=False)
     f, g = gold_answer(types, x, y), misconception(types, x, y)
     q = f.shape[0]
     rows = np.arange(q)
@@ -121,7 +136,8 @@ def target_distribution(types, x, y, strong_type: int, cfg: SkillmixConfig = Ski
 def generate(seed: int, n: int = 400, cfg: SkillmixConfig = SkillmixConfig()) -> dict[str, np.ndarray]:
     """``n`` questions (a permutation of all 400 when n <= 400): the `all_questions` columns plus
     ``targets: f32[n, 4, 10]`` (each base model's SFT target)."""
-    check_range("n", n, low=1)
+    _check_n(n)
+    _check_cfg(cfg)
     qs = all_questions()
     rng = np.random.default_rng(seed)
     idx = rng.permutation(400)[:n] if n <= 400 else rng.integers(0, 400, n)
@@ -144,6 +160,8 @@ _generate_kw.version = generate.version
 
 def make_dataset(seed: int, n: int = 400, cfg: SkillmixConfig = SkillmixConfig(), *, cache: bool = True):
     """`generate` as a cached ``datasets.Dataset`` (numpy format); gold is stored for metrics only."""
+    _check_n(n)
+    _check_cfg(cfg)
     from zoo.data import cached_dataset
 
     return cached_dataset(_generate_kw, seed, cache=cache, n=n, **dataclasses.asdict(cfg))
@@ -154,7 +172,11 @@ def extract_answers(tokens, mask=None) -> jax.Array:
 
     ``tokens: i32[..., Lc]``, ``mask: bool[..., Lc]`` -> ``i32[...]``.
     """
-    check_array("tokens", tokens, ndim=range(1, 16), finite=False)
+    check_array("tokens", tokens, ndim=range(1, 16), finite=False, kind="iu")
+    if tokens.shape[-1] < 1:
+        raise ValueError(f"tokens: expected at least one completion token, got shape {tuple(tokens.shape)}")
+    if mask is not None:
+        check_array("mask", mask, shape=tuple(tokens.shape), finite=False)
     first = jnp.asarray(tokens)[..., 0]
     ok = (first >= DIGIT0) & (first < DIGIT0 + N_ANSWERS)
     if mask is not None:
@@ -164,5 +186,12 @@ def extract_answers(tokens, mask=None) -> jax.Array:
 
 def exact_match(answers, gold) -> jax.Array:
     """``1[a = gold]`` (∅ = −1 never matches): ``i32[..., K], i32[...] broadcastable -> f32``."""
+    check_array("answers", answers, ndim=range(0, 16), finite=False, kind="iu")
+    check_array("gold", gold, ndim=range(0, 16), finite=False, kind="iu")
+    try:
+        np.broadcast_shapes(np.shape(answers), np.shape(gold))
+    except ValueError:
+        raise ValueError(f"gold: expected a shape broadcastable with answers {tuple(np.shape(answers))}, "
+                         f"got {tuple(np.shape(gold))}") from None  # fmt: skip
     a = jnp.asarray(answers)
-    return ((a == jnp.asarray(gold)) & (a >= 0)).astype(jnp.float32)
+    return ((a == jnp.asarray(gold)) & (a >= 0)).astype(jnp.result_type(float))
