@@ -191,6 +191,14 @@ def test_aggregate_matches_reference(agg):
     assert float(gc.aggregate(loss, np.zeros_like(mask), agg=agg)) == 0.0
 
 
+def test_aggregate_empty_batch_is_zero_never_nan():
+    # N = 0 sequences: every mode gives 0 (const_norm used to divide 0 by N·T_max = 0)
+    empty, none = np.zeros((0, 4), np.float32), np.zeros((0, 4), bool)
+    for agg in gc.AGGS:
+        assert float(gc.aggregate(empty, none, agg=agg)) == 0.0, agg
+        assert float(gc.aggregate(empty, none, agg=agg, t_max=6)) == 0.0, agg
+
+
 def test_aggregate_mode_relations():
     loss = RNG.normal(size=(4, 6)).astype(np.float32)
     full = np.ones_like(loss, bool)

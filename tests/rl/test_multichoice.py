@@ -66,3 +66,20 @@ def test_make_dataset_and_bad_input():
         mc.MultiChoiceConfig(n_options=1)
     with pytest.raises(ValueError, match="qtype"):
         mc.qtype_token(CFG, "MEDIAN")
+
+
+def test_imports_point_down_and_qai_invert_is_shared():
+    """The task module never imports the paper module (no cycle); tw_grpo re-exports the one qai_invert."""
+    import subprocess
+    import sys
+
+    code = ("import sys, zoo.rl.grpo_envs.multichoice as mc; "
+            "assert 'zoo.rl.tw_grpo' not in sys.modules, 'multichoice imported tw_grpo'; "
+            "mc.make_items(0, 4, mc.MultiChoiceConfig(), qai_p=1.0); "
+            "assert 'zoo.rl.tw_grpo' not in sys.modules, 'make_items imported tw_grpo'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    from zoo.rl import tw_grpo
+
+    assert tw_grpo.qai_invert is mc.qai_invert
+    new, letters = mc.qai_invert([5, 7, 9], 1, keep=[2], order=[1, 0])
+    assert new == [9, 7] and letters == ["A"]

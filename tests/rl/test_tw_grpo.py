@@ -86,6 +86,22 @@ def test_weight_properties():
     assert np.all(k[:, :, 0] == 1.0) and np.all(k[m] <= 1.7 + 1e-6) and np.all(k[~m] == 0)
 
 
+def test_non_finite_logp_errors_at_valid_positions_ignored_on_padding():
+    lp, m = random_logp(4)
+    bad = lp.copy()
+    bad[0, 1, 0, 3] = -np.inf  # valid position: one -inf would make the whole group's weights NaN
+    assert m[0, 1, 0]
+    with pytest.raises(ValueError, match=r"logp_full: contains 1 non-finite value\(s\).*\(0, 1, 0, 3\)"):
+        tw.tw_token_weights(bad, m, 1.7)
+    with pytest.raises(ValueError, match="T >= 1"):
+        tw.tw_token_weights(lp[:, :, :0], m[:, :, :0], 1.7)
+    pad = lp.copy()
+    pad[~m] = np.nan  # garbage on padded positions never enters either divergence
+    for div in ("code", "kl_to_mixture"):
+        np.testing.assert_array_equal(tw.tw_token_weights(pad, m, 1.7, divergence=div),
+                                      tw.tw_token_weights(lp, m, 1.7, divergence=div))
+
+
 def test_vmap_over_alpha_and_stop_gradient():
     lp, m = random_logp(3)
     ws = jax.jit(jax.vmap(lambda a: tw.tw_token_weights(lp, m, a)))(jnp.array([1.0, 1.7]))
@@ -168,6 +184,16 @@ def test_text_rewards_parity():
     assert tw.format_reward_text("<think>a</think><think>b</think><answer>A</answer>") == 0.0
 
 
+def test_text_reward_empty_solution_is_an_error_like_the_mask_version():
+    # soft_choice_reward refuses an all-false gt; the string version refuses a solution with no letters
+    with pytest.raises(ValueError, match="gt"):
+        tw.soft_choice_reward(np.ones((1, 2), bool), np.zeros((1, 2), bool))
+    for content, solution in (("", ""), ("<answer></answer>", "<answer></answer>"), ("A", " , ")):
+        with pytest.raises(ValueError, match="solution"):
+            tw.soft_reward_text(content, solution)
+    assert tw.soft_reward_text("", "A") == 0.0  # an empty prediction is still just wrong
+
+
 def test_token_parsing_and_format():
     cfg = mc.MultiChoiceConfig()
     g = mc.grammar(cfg)
@@ -180,13 +206,17 @@ def test_token_parsing_and_format():
         [g.think, f1, A, g.eos, g.pad, g.pad, g.pad],  # no ENDTHINK -> empty, malformed
         [g.think, g.endthink, g.eos, g.pad, g.pad, g.pad, g.pad],  # empty answer, well formed
         [g.think, f1, g.endthink, A, A, A, A],  # truncated (no EOS) -> malformed
+        [A, C, g.eos, g.pad, g.pad, g.pad, g.pad],  # no ENDTHINK: the whole output is the answer -> {A, C}, malformed
     ]
     tok = np.array(rows, np.int32)
     mask = np.array([[1] * 6 + [0], [1] * 5 + [0] * 2, [1] * 6 + [0], [1] * 4 + [0] * 3, [1] * 3 + [0] * 4,
-                     [1] * 7], bool)  # fmt: skip
+                     [1] * 7, [1] * 3 + [0] * 4], bool)  # fmt: skip
     pred, ok = tw.parse_answer_tokens(tok, mask, grammar=g, n_options=4)
-    np.testing.assert_array_equal(ok, [True, True, False, False, True, False])
+    np.testing.assert_array_equal(ok, [True, True, False, False, True, False, False])
     np.testing.assert_array_equal(np.asarray(pred)[:5, :3], [[1, 0, 1], [0, 1, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]])
+    # spec §2(a): without <answer> the whole output is parsed, as answer_set_from_text does for strings
+    np.testing.assert_array_equal(np.asarray(pred)[6], [1, 0, 1, 0])
+    assert tw.soft_reward_text("A,C", "<answer>A,C</answer>") == 1.0
     np.testing.assert_array_equal(tw.format_reward_tokens(tok, mask, grammar=g), np.asarray(ok, np.float32))
     # demonstrations are well formed and parse back to their letters
     items = mc.make_items(0, 50, cfg)
@@ -202,6 +232,12 @@ def test_qai_negation_and_inversion():
     assert tw.qai_negate_question("What did the man do after the door opened?") == (
         "what didn't the man do after the door opened?")
     assert tw.qai_negate_question("Which object is the largest?") is None  # strict: 'object' is not an aux verb
+    # split on any whitespace (the converter's str.split()): double spaces, leading spaces, tabs
+    for q in ("What  did the man do?", " What did the man do?", "What\tdid the man do?", "What did\nthe man  do? "):
+        assert tw.qai_negate_question(q) == "what didn't the man do?"
+    items = [{"question": "  What was  on\tthe table?", "options": list("wxyz"), "answer": 1}]
+    out = tw.qai_augment(items, np.random.default_rng(0), p=1.0)
+    assert out[0]["qai"] and out[0]["question"] == "what wasn't on the table?"
     new, letters = tw.qai_invert(["a", "b", "c", "d"], 2, keep=[0, 3], order=[1, 0, 2])
     assert new == ["a", "c", "d"] and letters == ["A", "C"]
     rng = np.random.default_rng(0)

@@ -41,6 +41,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo.checks import check_array, check_choice, check_range, is_traced
+from zoo.rl import grpo_core, tiny_lm
+from zoo.rl.grpo_core import float_dtype
+from zoo.rl.grpo_envs import gridworld as gw
 
 NORMS = ("none", "std")
 EPISODE_STATS = ("trajectory", "step_rows")
@@ -70,7 +73,11 @@ def _check_rewards_mask(rewards, step_mask, name="rewards"):
 
 
 def _check_scalar(name, value, **bounds):
-    if not is_traced(value) and np.ndim(value) == 0:
+    if isinstance(value, (str, bytes, bool)) or value is None:
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    if np.ndim(value) != 0:
+        raise ValueError(f"{name}: expected a scalar, got shape {np.shape(value)}")
+    if not is_traced(value):
         v = float(value)
         if not np.isfinite(v):
             raise ValueError(f"{name}: expected a finite number, got {value!r}")
@@ -79,7 +86,10 @@ def _check_scalar(name, value, **bounds):
 
 def _check_invalid(invalid, shape):
     if invalid is not None:
-        check_array("invalid", invalid, shape=shape)
+        check_array("invalid", invalid, shape=tuple(shape), kind="biuf")
+        v = None if is_traced(invalid) else np.asarray(invalid)
+        if v is not None and v.dtype != bool and not np.isin(v, (0, 1)).all():
+            raise ValueError("invalid: expected booleans (or 0/1)")
 
 
 # ------------------------------------------------------------------------------------ returns
@@ -93,29 +103,38 @@ def discounted_returns(rewards: jax.Array, step_mask: jax.Array, gamma) -> jax.A
     """
     _check_rewards_mask(rewards, step_mask)
     _check_scalar("gamma", gamma, low=0.0, high=1.0, low_inclusive=False)
-    r = jnp.asarray(rewards, jnp.float32)
-    m = jnp.asarray(step_mask).astype(jnp.float32)
-    gamma = jnp.asarray(gamma, jnp.float32)
+    dt = float_dtype(rewards, gamma)
+    r = jnp.asarray(rewards).astype(dt)
+    m = jnp.asarray(step_mask).astype(dt)
+    gamma = jnp.asarray(gamma, dt)
 
     def back(carry, xs):
         r_t, m_t = xs
         ret = m_t * (r_t + gamma * carry)
         return ret, ret
 
-    _, out = jax.lax.scan(back, jnp.zeros(r.shape[:2], jnp.float32),
+    _, out = jax.lax.scan(back, jnp.zeros(r.shape[:2], dt),
                           (jnp.moveaxis(r, 2, 0), jnp.moveaxis(m, 2, 0)), reverse=True)  # fmt: skip
     return jnp.moveaxis(out, 0, 2)
 
 
 def _penalised(rewards, step_mask, invalid, invalid_penalty):
-    r = jnp.asarray(rewards, jnp.float32)
-    m = jnp.asarray(step_mask).astype(jnp.float32)
-    pen = 0.0 if invalid is None else jnp.asarray(invalid_penalty, jnp.float32) * jnp.asarray(invalid, jnp.float32)
+    dt = float_dtype(rewards, invalid_penalty if invalid is not None else None)
+    r = jnp.asarray(rewards).astype(dt)
+    m = jnp.asarray(step_mask).astype(dt)
+    pen = 0.0 if invalid is None else jnp.asarray(invalid_penalty, dt) * jnp.asarray(invalid).astype(dt)
     return r * m, pen * m
 
 
 def episode_returns(rewards, step_mask, *, invalid=None, invalid_penalty=0.1) -> jax.Array:
-    """(E1) ``R_i = Σ_t m (r_t − penalty·invalid_t)``: f32[B, N]."""
+    """(E1) ``R_i = Σ_t m (r_t − penalty·invalid_t)``: f32[B, N].
+
+    rewards: f32[B, N, T] (N >= 2, finite); step_mask: bool[B, N, T] (prefix); invalid: optional
+    bool[B, N, T]; invalid_penalty >= 0 (may be traced).
+    """
+    _check_rewards_mask(rewards, step_mask)
+    _check_scalar("invalid_penalty", invalid_penalty, low=0.0)
+    _check_invalid(invalid, rewards.shape)
     r, pen = _penalised(rewards, step_mask, invalid, invalid_penalty)
     return jnp.sum(r - pen, axis=-1)
 
@@ -137,8 +156,6 @@ def episode_advantages(
     ``s_{i,t} = Σ_t' r_{i,t'} − penalty·invalid_{i,t}``; mean / unbiased std over all valid rows
     of the task group; ``A^E_{i,t} = (s_{i,t} − μ) / F``.
     """
-    from zoo.rl import grpo_core
-
     _check_rewards_mask(rewards, step_mask)
     check_choice("norm", norm, NORMS)
     check_choice("episode_stats", episode_stats, EPISODE_STATS)
@@ -199,9 +216,10 @@ def step_advantages(
     _check_rewards_mask(returns, step_mask, name="returns")
     check_choice("norm", norm, NORMS)
     _check_scalar("eps", eps, low=0.0, low_inclusive=False)
-    same = anchor_same(anchor, step_mask).astype(jnp.float32)
     b, n, t = returns.shape
-    ret = jnp.asarray(returns, jnp.float32).reshape(b, n * t)
+    ret = jnp.asarray(returns)
+    ret = ret.astype(float_dtype(ret)).reshape(b, n * t)
+    same = anchor_same(anchor, step_mask).astype(ret.dtype)
     count = jnp.sum(same, axis=-1)
     mean = jnp.einsum("bkl,bl->bk", same, ret) / jnp.maximum(count, 1.0)
     dev = ret[:, None, :] - mean[:, :, None]  # R_l − mean_k
@@ -238,7 +256,7 @@ def gigpo_advantages(
     r, pen = _penalised(rewards, step_mask, invalid, invalid_penalty)
     ret = discounted_returns(r - pen, step_mask, gamma)
     a_s, _ = step_advantages(ret, anchor, step_mask, norm=norm, eps=eps)
-    adv = a_e + jnp.asarray(omega, jnp.float32) * a_s
+    adv = a_e + jnp.asarray(omega, a_s.dtype) * a_s
     return jax.lax.stop_gradient(jnp.where(jnp.asarray(step_mask).astype(bool), adv, 0.0))
 
 
@@ -264,7 +282,8 @@ def to_token_advantages(adv: jax.Array, action_mask: jax.Array) -> jax.Array:
     if tuple(action_mask.shape[:3]) != tuple(adv.shape):
         raise ValueError(f"action_mask: expected leading dims {tuple(adv.shape)}, got {tuple(action_mask.shape)}")
     b, n, t, length = action_mask.shape
-    out = jnp.where(jnp.asarray(action_mask).astype(bool), jnp.asarray(adv, jnp.float32)[..., None], 0.0)
+    a = jnp.asarray(adv)
+    out = jnp.where(jnp.asarray(action_mask).astype(bool), a.astype(float_dtype(a))[..., None], 0.0)
     return out.reshape(b * n * t, length)
 
 
@@ -276,6 +295,8 @@ def text_anchor_keys(obs: Sequence[Sequence[str]]) -> np.ndarray:
 
     Equal strings get equal ids, so exact-match anchor groups follow from `anchor_same`.
     """
+    if isinstance(obs, str) or any(isinstance(o, str) for o in obs):
+        raise ValueError("obs: expected one sequence of strings per trajectory (obs[i][t]), got a string")
     table: dict[str, int] = {}
     t_max = max((len(o) for o in obs), default=0)
     out = np.full((len(obs), t_max, 1), -1, np.int32)
@@ -295,6 +316,11 @@ def similarity_clusters(obs: Sequence[str], thresh: float = 0.95) -> np.ndarray:
     Returns i32[n] cluster ids (usable as a 1-feature anchor).
     """
     check_range("thresh", thresh, low=0.0, high=1.0)
+    if isinstance(obs, str):
+        raise ValueError("obs: expected a sequence of strings, got one string")
+    for k, o in enumerate(obs):
+        if not isinstance(o, str):
+            raise ValueError(f"obs[{k}]: expected a string, got {type(o).__name__}")
     reps: list[str] = []
     out = np.empty(len(obs), np.int32)
     for k, s in enumerate(obs):
@@ -328,6 +354,24 @@ class StepBatch(NamedTuple):
     mask: jax.Array
 
 
+def _check_loop_cfgs(env_cfg, lm_cfg):
+    if not isinstance(env_cfg, gw.GridConfig):
+        raise ValueError(f"env_cfg: expected a gridworld.GridConfig, got {type(env_cfg).__name__}")
+    if not isinstance(lm_cfg, tiny_lm.TinyLMConfig):
+        raise ValueError(f"lm_cfg: expected a tiny_lm.TinyLMConfig, got {type(lm_cfg).__name__}")
+    if lm_cfg.vocab < gw.vocab_size(env_cfg):
+        raise ValueError(f"lm_cfg: vocab {lm_cfg.vocab} is smaller than the task's vocabulary "
+                         f"gridworld.vocab_size(env_cfg) = {gw.vocab_size(env_cfg)}")
+
+
+def _check_tasks(tasks):
+    if not isinstance(tasks, gw.EnvState):
+        raise ValueError(f"tasks: expected a gridworld.EnvState (from gridworld.reset), got {type(tasks).__name__}")
+    if tasks.pos.ndim != 2:
+        raise ValueError(f"tasks: expected a batch of tasks with leaves [B, ...] (pos i32[B, 2]), got pos shape "
+                         f"{tuple(tasks.pos.shape)}")
+
+
 def rollout(params, key, tasks, *, env_cfg, lm_cfg, group_size: int, temperature: float = 1.0) -> StepBatch:
     """Multi-turn rollout of ``group_size`` copies of each task (one ``lax.scan`` over the horizon).
 
@@ -335,11 +379,12 @@ def rollout(params, key, tasks, *, env_cfg, lm_cfg, group_size: int, temperature
     ``observe(s_t)`` plus the previous action token (PAD at t = 0) and emits one action token
     (``lm_cfg.allowed_tokens`` masks the others). Steps after ``done`` are recorded with mask 0.
     """
-    from zoo.rl import tiny_lm
-    from zoo.rl.grpo_envs import gridworld as gw
-
+    _check_loop_cfgs(env_cfg, lm_cfg)
     if lm_cfg.allowed_tokens is None:
         raise ValueError("lm_cfg: expected allowed_tokens = gridworld.action_tokens(env_cfg) (the action tokens)")
+    _check_tasks(tasks)
+    if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
+        raise ValueError(f"group_size: expected a positive int, got {group_size!r}")
     b = tasks.pos.shape[0]
     n = int(group_size)
     state = jax.tree.map(lambda x: x.reshape((b * n,) + x.shape[2:]), gw.replicate(tasks, n))
@@ -360,14 +405,23 @@ def rollout(params, key, tasks, *, env_cfg, lm_cfg, group_size: int, temperature
     return StepBatch(*outs)
 
 
+_LOSS_KEYS = ("prompt", "action", "mask", "logp_old", "adv")
+
+
 def gigpo_loss(params, batch: dict, *, lm_cfg, loss_cfg):
     """(E7) `grpo_core.grpo_objective` over flattened step-samples (one action token each).
 
     batch: prompt i32[M, P], action i32[M, 1], mask bool[M, 1], logp_old f32[M, 1], adv f32[M, 1],
     optional logp_ref f32[M, 1]. Returns ``(loss, metrics)``.
     """
-    from zoo.rl import grpo_core, tiny_lm
-
+    if not isinstance(loss_cfg, grpo_core.LossConfig):
+        raise ValueError(f"loss_cfg: expected a grpo_core.LossConfig, got {type(loss_cfg).__name__}")
+    if not isinstance(batch, dict):
+        raise ValueError(f"batch: expected a dict with keys {_LOSS_KEYS} (+ optional 'logp_ref'), got "
+                         f"{type(batch).__name__}")
+    missing = [k for k in _LOSS_KEYS if k not in batch]
+    if missing:
+        raise ValueError(f"batch: missing keys {missing}; expected {_LOSS_KEYS} (+ optional 'logp_ref')")
     logp, ent = tiny_lm.completion_logprobs_and_entropy(params, batch["prompt"], batch["action"], cfg=lm_cfg)
     return grpo_core.grpo_objective(logp, batch["logp_old"], batch.get("logp_ref"), batch["adv"], batch["mask"],
                                     cfg=loss_cfg, entropy=ent if loss_cfg.entropy_coef else None)  # fmt: skip
@@ -382,8 +436,11 @@ def make_gigpo_step(env_cfg, lm_cfg, loss_cfg, opt, *, n_tasks: int = 16, group_
     out ``group_size`` trajectories each, computes `gigpo_advantages`, and takes one optax step on
     `gigpo_loss` (ρ ≡ 1: one pass per batch, as in the paper's runs). No reference KL (β = 0).
     """
-    from zoo.rl.grpo_envs import gridworld as gw
-
+    _check_loop_cfgs(env_cfg, lm_cfg)
+    if not isinstance(loss_cfg, grpo_core.LossConfig):
+        raise ValueError(f"loss_cfg: expected a grpo_core.LossConfig, got {type(loss_cfg).__name__}")
+    if not hasattr(opt, "update") or not hasattr(opt, "init"):
+        raise ValueError(f"opt: expected an optax GradientTransformation, got {type(opt).__name__}")
     check_choice("norm", norm, NORMS)
     check_choice("episode_stats", episode_stats, EPISODE_STATS)
     check_range("n_tasks", n_tasks, low=1)
@@ -417,5 +474,6 @@ def make_gigpo_step(env_cfg, lm_cfg, loss_cfg, opt, *, n_tasks: int = 16, group_
 
 def success_rate(params, key, tasks, *, env_cfg, lm_cfg, temperature: float = 1.0) -> jax.Array:
     """Fraction of ``tasks`` (EnvState ``[n, ...]``) the sampled policy solves within the horizon."""
+    _check_tasks(tasks)
     tr = rollout(params, key, tasks, env_cfg=env_cfg, lm_cfg=lm_cfg, group_size=1, temperature=temperature)
     return jnp.mean(jnp.any(tr.reward > 0, axis=-1))

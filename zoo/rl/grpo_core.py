@@ -24,6 +24,9 @@ Defaults and the anchors they follow (spec §6; each paper module passes its own
 leak A = r, TRL gives 0); unequal groups use a ``valid`` mask; members of a group with fewer than
 two valid members get A = 0; ratios are exactly 1 on padding; per-token weights multiply the whole
 per-token loss (clip term + KL), the denominators stay unweighted mask counts.
+
+Dtypes: every function computes in the promoted dtype of its floating inputs (`float_dtype`; JAX's
+default float for integer or bool inputs), so float64 inputs under ``jax.enable_x64`` stay float64.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ __all__ = [
     "checked_group_advantages",
     "checkify_rewards",
     "clipped_pg_loss",
+    "float_dtype",
     "group_advantages",
     "grpo_objective",
     "kl_penalty",
@@ -112,8 +116,18 @@ def _pair(name: str, clamp: Any) -> tuple[float, float] | None:
     raise ValueError(f"{name}: expected None, a positive number or a (low, high) pair, got {clamp!r}")
 
 
-def _fmask(mask: jax.Array) -> jax.Array:
-    return jnp.asarray(mask).astype(jnp.float32)
+def float_dtype(*xs: Any) -> Any:
+    """The dtype a function computes in: the promoted dtype of its floating inputs, JAX's default
+    float (float32, or float64 under ``jax.enable_x64``) when none is floating. ``None`` entries are skipped."""
+    xs = [x for x in xs if x is not None]
+    for k, x in enumerate(xs):
+        if not (hasattr(x, "dtype") or isinstance(x, (bool, int, float, np.number))):
+            raise TypeError(f"xs[{k}]: expected an array or a number, got {type(x).__name__}")
+    return jnp.result_type(*xs, float)
+
+
+def _fmask(mask: jax.Array, dtype: Any = None) -> jax.Array:
+    return jnp.asarray(mask).astype(float_dtype() if dtype is None else dtype)
 
 
 # ----------------------------------------------------------------------------- §2 advantages
@@ -156,12 +170,13 @@ def group_advantages(
     validate_rewards(rewards)
     check_choice("norm", norm, NORMS)
     _static_float("eps", eps, low=0.0, low_inclusive=False)
-    r = jnp.asarray(rewards, jnp.float32)
+    r = jnp.asarray(rewards)
+    r = r.astype(float_dtype(r))
     if valid is None:
         v = jnp.ones_like(r)
     else:
         _check_mask("valid", valid, r.shape)
-        v = _fmask(valid)
+        v = _fmask(valid, r.dtype)
     r = r * v  # invalid members never enter a sum (and cannot inject NaN via 0 * inf)
     n = v.sum(axis=1, keepdims=True)
     mu = r.sum(axis=1, keepdims=True) / jnp.maximum(n, 1.0)
@@ -187,12 +202,17 @@ def broadcast_advantages(adv: jax.Array, mask: jax.Array) -> jax.Array:
     check_array("adv", adv, ndim=2, kind="f")
     check_array("mask", mask, ndim=3, finite=False)
     _check_mask("mask", mask, (*adv.shape, mask.shape[2]))
-    return jnp.asarray(adv, jnp.float32)[..., None] * _fmask(mask)
+    a = jnp.asarray(adv)
+    return a[..., None] * _fmask(mask, a.dtype)
 
 
 def checkify_rewards(rewards: jax.Array) -> None:
     """In-jit check (``jax.experimental.checkify``) that every reward is finite; use inside a
     function wrapped by ``checkify.checkify`` (see `checked_group_advantages`)."""
+    check_array("rewards", rewards, kind="fiub", finite=False)
+    if not is_traced(rewards):  # called eagerly: the host check gives the usual ValueError
+        check_array("rewards", rewards)
+        return
     checkify.check(jnp.all(jnp.isfinite(rewards)), "rewards: contains non-finite values (NaN or inf)")
 
 
@@ -242,7 +262,8 @@ def ratio(logp: jax.Array, logp_old: jax.Array, mask: jax.Array, *, level: str =
     """
     _check_pair(logp, logp_old, mask)
     check_choice("level", level, LEVELS)
-    return _ratio(jnp.asarray(logp), jnp.asarray(logp_old), _fmask(mask), level)
+    logp, logp_old = jnp.asarray(logp), jnp.asarray(logp_old)
+    return _ratio(logp, logp_old, _fmask(mask, float_dtype(logp, logp_old)), level)
 
 
 def _validate_clip(clip_low, clip_high, dual_clip):
@@ -294,9 +315,10 @@ def clipped_pg_loss(
     check_array("adv", adv, shape=tuple(logp.shape), kind="f")
     check_choice("level", level, LEVELS)
     _validate_clip(clip_low, clip_high, dual_clip)
-    m = _fmask(mask)
-    rho = _ratio(jnp.asarray(logp), jnp.asarray(logp_old), m, level)
-    loss, _, _ = _clipped(rho, jax.lax.stop_gradient(jnp.asarray(adv)), m, clip_low, clip_high, dual_clip)
+    logp, logp_old, adv = jnp.asarray(logp), jnp.asarray(logp_old), jnp.asarray(adv)
+    m = _fmask(mask, float_dtype(logp, logp_old, adv))
+    rho = _ratio(logp, logp_old, m, level)
+    loss, _, _ = _clipped(rho, jax.lax.stop_gradient(adv), m, clip_low, clip_high, dual_clip)
     return loss
 
 
@@ -365,8 +387,9 @@ def aggregate(
     - ``const_norm``:           Σ L' / (N·T_max)            (TRL ``dr_grpo``)
     - ``sum_over_tmax``:        Σ L' / T_max                (verl ``seq-mean-token-sum-norm``)
 
-    Denominators are unweighted mask counts clamped to >= 1, so a fully masked row or batch gives 0,
-    never NaN. ``t_max`` defaults to T. weights: optional f32[N, T] (TW-GRPO token weights).
+    Denominators are unweighted mask counts clamped to >= 1 (``const_norm``: N clamped to >= 1), so a
+    fully masked row or an empty batch (N = 0) gives 0, never NaN. ``t_max`` defaults to T.
+    weights: optional f32[N, T] (TW-GRPO token weights).
     """
     check_array("loss", loss, ndim=2, kind="f", finite=False)
     _check_mask("mask", mask, tuple(loss.shape))
@@ -375,7 +398,8 @@ def aggregate(
         check_array("weights", weights, shape=tuple(loss.shape), kind="f")
     if t_max is not None and (isinstance(t_max, bool) or not isinstance(t_max, (int, np.integer)) or t_max < 1):
         raise ValueError(f"t_max: expected a positive int or None, got {t_max!r}")
-    return _aggregate(jnp.asarray(loss), _fmask(mask), agg, t_max, weights)
+    loss = jnp.asarray(loss)
+    return _aggregate(loss, _fmask(mask, float_dtype(loss, weights)), agg, t_max, weights)
 
 
 def _aggregate(loss, m, agg, t_max, weights):
@@ -387,7 +411,7 @@ def _aggregate(loss, m, agg, t_max, weights):
         return lw.sum() / jnp.maximum(m.sum(), 1.0)
     if agg in ("const_norm", "sum_over_tmax"):
         tm = float(t if t_max is None else t_max)
-        return lw.sum() / (tm * n if agg == "const_norm" else tm)
+        return lw.sum() / (tm * max(n, 1) if agg == "const_norm" else tm)  # N = 0: 0, not 0/0
     count = m.sum(axis=1)
     row = lw.sum(axis=1)
     if agg == "seq_mean_token_mean":
@@ -494,38 +518,39 @@ def grpo_objective(
     elif not is_traced(cfg.entropy_coef) and cfg.entropy_coef != 0:
         raise ValueError(f"entropy: required when cfg.entropy_coef != 0 (got {cfg.entropy_coef!r})")
 
-    logp = jnp.asarray(logp)
-    m = _fmask(mask)
-    a = jnp.asarray(adv, jnp.float32)
+    logp, logp_old = jnp.asarray(logp), jnp.asarray(logp_old)
+    dt = float_dtype(logp, logp_old, adv, logp_ref if use_kl else None, weights, entropy)
+    m = _fmask(mask, dt)
+    a = jnp.asarray(adv).astype(dt)
     a = jax.lax.stop_gradient(a if a.ndim == 2 else a[:, None] * m)
-    w = None if weights is None else jax.lax.stop_gradient(jnp.asarray(weights, jnp.float32))
+    w = None if weights is None else jax.lax.stop_gradient(jnp.asarray(weights).astype(dt))
 
-    rho = _ratio(logp, jnp.asarray(logp_old), m, cfg.level)
+    rho = _ratio(logp, logp_old, m, cfg.level)
     pg, clipped, dual = _clipped(rho, a, m, cfg.clip_low, cfg.clip_high, cfg.dual_clip)
     per_tok = pg
-    kl_mean = jnp.zeros((), jnp.float32)
+    kl_mean = jnp.zeros((), dt)
     if use_kl:
         k = _kl(logp, jnp.asarray(logp_ref), cfg.kl_estimator, _pair("kl_clamp", cfg.kl_clamp),
                 _pair("kl_clamp_out", cfg.kl_clamp_out))
         per_tok = per_tok + cfg.kl_coef * k * m
         kl_mean = _aggregate(k, m, "token_mean", None, None)
     loss = _aggregate(per_tok, m, cfg.agg, cfg.t_max, w)
-    ent_mean = jnp.zeros((), jnp.float32)
+    ent_mean = jnp.zeros((), dt)
     if entropy is not None:
-        h = jnp.asarray(entropy, jnp.float32)
+        h = jnp.asarray(entropy).astype(dt)
         ent_mean = _aggregate(h, m, "token_mean", None, None)
         if is_traced(cfg.entropy_coef) or cfg.entropy_coef != 0:
             loss = loss - cfg.entropy_coef * _aggregate(h, m, cfg.agg, cfg.t_max, None)
 
     def tok_mean(x):
-        return jax.lax.stop_gradient(_aggregate(x.astype(jnp.float32), m, "token_mean", None, None))
+        return jax.lax.stop_gradient(_aggregate(x.astype(dt), m, "token_mean", None, None))
 
     metrics = {
         "pg_loss": jax.lax.stop_gradient(_aggregate(pg, m, cfg.agg, cfg.t_max, w)),
         "kl": jax.lax.stop_gradient(kl_mean),
         "clip_frac": tok_mean(clipped),
         "dual_clip_frac": tok_mean(dual),
-        "approx_kl": tok_mean(jnp.asarray(logp_old) - logp),
+        "approx_kl": tok_mean(logp_old - logp),
         "ratio_mean": tok_mean(rho),
         "entropy": jax.lax.stop_gradient(ent_mean),
     }

@@ -22,7 +22,9 @@ Our choices: no head bias (so the fused kernel's ``h @ W`` is the whole head); t
 sit on the input side (3d of them, as the spec's parameter count); ``allowed_tokens`` (optional)
 masks every other token's logit to −1e9 (GiGPO's action-token policy); temperature τ scales the
 logits for both sampling and the recorded log-probs (as TRL and verl do). Prompts are dense
-(no left padding): every row has the same prompt length Lp.
+(no left padding): every row has the same prompt length Lp. Parameters are created in JAX's default
+float (float64 under ``jax.enable_x64``) or the ``dtype`` asked for, and every forward pass checks that
+``params`` has the tree and shapes of ``init_tiny_lm(key, cfg)`` (a clear error instead of an XLA one).
 """
 
 from __future__ import annotations
@@ -118,6 +120,11 @@ class Rollout(NamedTuple):
 # ----------------------------------------------------------------------------- parameters
 
 
+def _check_cfg(cfg):
+    if not isinstance(cfg, TinyLMConfig):
+        raise ValueError(f"cfg: expected a TinyLMConfig, got {type(cfg).__name__}")
+
+
 def _shapes(cfg: TinyLMConfig) -> dict:
     """Every parameter's (shape, init std) — std 0 means zeros, None means ones."""
     d, v, nl = cfg.d_model, cfg.vocab, cfg.n_layers
@@ -142,25 +149,35 @@ def _shapes(cfg: TinyLMConfig) -> dict:
     return spec
 
 
-def init_tiny_lm(key: jax.Array, cfg: TinyLMConfig) -> dict:
+def _is_spec_leaf(x) -> bool:
+    return isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], tuple)
+
+
+def init_tiny_lm(key: jax.Array, cfg: TinyLMConfig, *, dtype: Any = None) -> dict:
     """Parameters (a dict pytree). GRU: embed V×d, per layer wx d×3d, wh d×3d, b 3d; head d×V.
 
     Weights ~ N(0, std²) (std 1/√fan_in; embeddings 0.5), biases 0, LayerNorm scales 1. All the
     normals come from one draw (one PRNG call compiles much faster than one per leaf on CPU).
+    ``dtype``: a floating dtype, default JAX's default float (float32; float64 under ``jax.enable_x64``).
     """
-    if not isinstance(cfg, TinyLMConfig):
-        raise ValueError(f"cfg: expected a TinyLMConfig, got {type(cfg).__name__}")
+    _check_cfg(cfg)
+    dtype = jnp.result_type(float) if dtype is None else dtype
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"dtype: expected a floating dtype, got {dtype!r}")
+    if not (isinstance(key, jax.Array) or hasattr(key, "shape")) or not (
+        jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or tuple(key.shape) == (2,)
+    ):
+        raise ValueError(f"key: expected a PRNG key (jax.random.key or PRNGKey), got {key!r}")
     spec = _shapes(cfg)
-    is_leaf = lambda x: isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], tuple)  # noqa: E731
-    leaves, treedef = jax.tree_util.tree_flatten(spec, is_leaf=is_leaf)
+    leaves, treedef = jax.tree_util.tree_flatten(spec, is_leaf=_is_spec_leaf)
     sizes = [math.prod(shape) for shape, std in leaves if std]
-    noise = jax.random.normal(key, (sum(sizes),), jnp.float32)
+    noise = jax.random.normal(key, (sum(sizes),), dtype)
     out, offset = [], 0
     for shape, std in leaves:
         if std is None:
-            out.append(jnp.ones(shape, jnp.float32))
+            out.append(jnp.ones(shape, dtype))
         elif std == 0.0:
-            out.append(jnp.zeros(shape, jnp.float32))
+            out.append(jnp.zeros(shape, dtype))
         else:
             n = math.prod(shape)
             out.append(noise[offset:offset + n].reshape(shape) * std)
@@ -169,7 +186,28 @@ def init_tiny_lm(key: jax.Array, cfg: TinyLMConfig) -> dict:
 
 
 def num_params(params: Any) -> int:
-    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
+    """Total number of parameters (scalars) in a pytree of arrays."""
+    leaves = jax.tree_util.tree_leaves(params)
+    for x in leaves:
+        if not hasattr(x, "shape"):
+            raise ValueError(f"params: expected a pytree of arrays, got a leaf of type {type(x).__name__}")
+    return int(sum(np.prod(x.shape) for x in leaves))
+
+
+def _check_params(params, cfg):
+    """``params`` must have exactly the tree and shapes `init_tiny_lm` gives for ``cfg`` (floating leaves)."""
+    want, want_def = jax.tree_util.tree_flatten_with_path(_shapes(cfg), is_leaf=_is_spec_leaf)
+    got, got_def = jax.tree_util.tree_flatten_with_path(params)
+    if not isinstance(params, dict) or got_def != want_def:
+        raise ValueError(f"params: expected the pytree of init_tiny_lm(key, cfg) for cfg.kind={cfg.kind!r}, "
+                         f"n_layers={cfg.n_layers}; got a {type(params).__name__} of another structure")
+    for (path, (shape, _)), (_, x) in zip(want, got):
+        name = jax.tree_util.keystr(path)
+        if tuple(np.shape(x)) != shape:
+            raise ValueError(f"params{name}: expected shape {shape} for this cfg (vocab={cfg.vocab}, "
+                             f"d_model={cfg.d_model}), got {tuple(np.shape(x))}")
+        if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+            raise ValueError(f"params{name}: expected a floating dtype, got {jnp.result_type(x)}")
 
 
 # ----------------------------------------------------------------------------- forward
@@ -226,9 +264,6 @@ def _check_tokens(name, tokens, cfg, *, batch=None):
             raise ValueError(f"{name}: token ids must lie in [0, {cfg.vocab}), got range [{t.min()}, {t.max()}]")
 
 
-def _check_cfg(cfg):
-    if not isinstance(cfg, TinyLMConfig):
-        raise ValueError(f"cfg: expected a TinyLMConfig, got {type(cfg).__name__}")
 
 
 def _hidden(params, tokens, cfg):
@@ -256,6 +291,7 @@ def _head(params, h, cfg):
 def tiny_lm_hidden(params: dict, tokens: jax.Array, *, cfg: TinyLMConfig) -> jax.Array:
     """Top-layer hidden states f32[B, L, d] of tokens i32[B, L] (causal)."""
     _check_cfg(cfg)
+    _check_params(params, cfg)
     _check_tokens("tokens", tokens, cfg)
     if cfg.kind == "transformer" and tokens.shape[1] > cfg.max_len:
         raise ValueError(f"tokens: length {tokens.shape[1]} exceeds cfg.max_len={cfg.max_len}")
@@ -278,6 +314,7 @@ def _check_temperature(temperature):
 def _completion_hidden(params, prompt, completion, cfg):
     """h f32[B, Lc, d]: the hidden state that predicts each completion token."""
     _check_cfg(cfg)
+    _check_params(params, cfg)
     _check_tokens("prompt", prompt, cfg)
     _check_tokens("completion", completion, cfg, batch=prompt.shape[0])
     lp, lc = prompt.shape[1], completion.shape[1]
@@ -345,9 +382,9 @@ def sft_loss(params: dict, prompt: jax.Array, target: jax.Array, target_mask: ja
 
     prompt i32[B, Lp]; target i32[B, Lt]; target_mask bool[B, Lt] -> f32[].
     """
-    check_array("target_mask", target_mask, shape=tuple(np.shape(target)), finite=False)
+    check_array("target_mask", target_mask, shape=tuple(np.shape(target)), finite=False, kind="biuf")
     logp = completion_logprobs(params, prompt, target, cfg=cfg)
-    m = jnp.asarray(target_mask).astype(jnp.float32)
+    m = jnp.asarray(target_mask).astype(logp.dtype)
     return -(logp * m).sum() / jnp.maximum(m.sum(), 1.0)
 
 
@@ -380,6 +417,7 @@ def sample(
     transformer recomputes the whole prefix each step (L <= max_len).
     """
     _check_cfg(cfg)
+    _check_params(params, cfg)
     _check_tokens("prompt", prompt, cfg)
     _check_temperature(temperature)
     if isinstance(max_new, bool) or not isinstance(max_new, (int, np.integer)) or max_new < 1:
@@ -388,14 +426,15 @@ def sample(
     b, lp = prompt.shape
     if cfg.kind == "transformer" and lp + max_new - 1 > cfg.max_len:
         raise ValueError(f"max_new: prompt length {lp} + max_new {max_new} exceeds cfg.max_len={cfg.max_len}")
-    # all the noise in one PRNG call (compiles faster than one draw per step)
+    # all the noise in one PRNG call (compiles faster than one draw per step), in the params' dtype
+    dt = jnp.result_type(params["head"])
     if is_traced(greedy):  # a traced flag (e.g. vmapped over sampled/greedy): scale the noise by 0 or 1
-        keys = jax.random.gumbel(key, (max_new, b, cfg.vocab), jnp.float32) * (1.0 - jnp.asarray(greedy, jnp.float32))
+        keys = jax.random.gumbel(key, (max_new, b, cfg.vocab), dt) * (1.0 - jnp.asarray(greedy, dt))
         greedy = False
     elif greedy:
-        keys = jnp.zeros((max_new, b, cfg.vocab), jnp.float32)
+        keys = jnp.zeros((max_new, b, cfg.vocab), dt)
     else:
-        keys = jax.random.gumbel(key, (max_new, b, cfg.vocab), jnp.float32)
+        keys = jax.random.gumbel(key, (max_new, b, cfg.vocab), dt)
     done0 = jnp.zeros((b,), bool)
 
     if cfg.kind == "gru":

@@ -174,6 +174,8 @@ def grpo_update(
         raise ValueError(f"minibatches: expected a divisor of the batch size N={n}, got {minibatches}")
     if not isinstance(loss_cfg, gc.LossConfig):
         raise ValueError(f"loss_cfg: expected a LossConfig, got {type(loss_cfg).__name__}")
+    if not hasattr(optimizer, "update") or not hasattr(optimizer, "init"):
+        raise ValueError(f"optimizer: expected an optax GradientTransformation, got {type(optimizer).__name__}")
     use_kl = loss_cfg.uses_kl()
     if use_kl and ref_params is None:
         raise ValueError("ref_params: required when loss_cfg.kl_coef != 0")
@@ -253,6 +255,8 @@ class GRPOReverseConfig:
 def exact_match(params: dict, key: jax.Array, prompts: jax.Array, *, cfg: GRPOReverseConfig,
                 greedy: bool = False) -> jax.Array:
     """Fraction of prompts whose (sampled at τ, or greedy) completion is exactly the reversal."""
+    if not isinstance(cfg, GRPOReverseConfig):
+        raise ValueError(f"cfg: expected a GRPOReverseConfig, got {type(cfg).__name__}")
     ro = tl.sample(params, key, prompts, cfg=cfg.lm, max_new=cfg.task.target_len + 1,
                    temperature=cfg.temperature, greedy=greedy)
     return rv.reverse_reward(prompts, ro.tokens, ro.mask, cfg=cfg.task).mean()
@@ -273,11 +277,23 @@ def run_grpo_reverse(key: jax.Array, hparams: dict | None = None, *,
     ``n_eval`` held-out prompts, same eval key before and after RL), ``base_greedy`` /
     ``final_greedy``, and per RL step ``reward`` f32[rl_steps], ``loss``, ``clip_frac``, ``kl``.
     """
+    if not isinstance(cfg, GRPOReverseConfig):
+        raise ValueError(f"cfg: expected a GRPOReverseConfig, got {type(cfg).__name__}")
+    if hparams is not None and not isinstance(hparams, dict):
+        raise ValueError(f"hparams: expected None or a dict, got {type(hparams).__name__}")
     hp = {} if hparams is None else dict(hparams)
     unknown = sorted(set(hp) - {"lr", "kl_coef", "sft_steps", "rl_steps"})
     if unknown:
         raise ValueError(
             f"hparams: unknown keys {unknown}; expected a subset of ['kl_coef', 'lr', 'rl_steps', 'sft_steps']")
+    for name, low, strict in (("lr", 0.0, True), ("kl_coef", 0.0, False), ("sft_steps", 0, False),
+                              ("rl_steps", 0, False)):  # fmt: skip
+        v = hp.get(name)
+        if v is None or is_traced(v):
+            continue
+        if np.ndim(v) != 0 or not np.isfinite(float(v)):
+            raise ValueError(f"hparams[{name!r}]: expected a finite scalar, got {v!r}")
+        check_range(f"hparams[{name!r}]", float(v), low=low, low_inclusive=not strict)
     lm_cfg = cfg.lm
     loss_cfg = cfg.loss if "kl_coef" not in hp else dataclasses.replace(cfg.loss, kl_coef=hp["kl_coef"])
     k_init, k_demo, k_sft, k_rl, k_eval = jax.random.split(key, 5)
@@ -312,7 +328,7 @@ def run_grpo_reverse(key: jax.Array, hparams: dict | None = None, *,
         return (p, s), {"reward": r.mean(), "loss": m["loss"], "clip_frac": m["clip_frac"], "kl": m["kl"]}
 
     names = ("reward", "loss", "clip_frac", "kl")
-    hist0 = {k: jnp.zeros((cfg.rl_steps,), jnp.float32) for k in names}
+    hist0 = {k: jnp.zeros((cfg.rl_steps,), jnp.result_type(float)) for k in names}
 
     def rl_body(i, carry):
         p, s, hist = carry

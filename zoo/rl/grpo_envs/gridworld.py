@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.checks import check_range
+from zoo.checks import check_array, check_range, is_traced
 
 PAD_ID = 0
 EOS_ID = 1
@@ -77,18 +77,40 @@ class GridConfig:
         return ACTION_BASE + self.n_actions
 
 
+def _check_cfg(cfg):
+    if not isinstance(cfg, GridConfig):
+        raise ValueError(f"cfg: expected a GridConfig, got {type(cfg).__name__}")
+
+
+def _check_state(state):
+    if not isinstance(state, EnvState):
+        raise ValueError(f"state: expected an EnvState (from reset / from_cells), got {type(state).__name__}")
+
+
+def _check_actions(action, high=None):
+    check_array("action", action, kind="iu")
+    if not is_traced(action):
+        a = np.asarray(action)
+        if a.size and (a.min() < 0 or (high is not None and a.max() >= high)):
+            want = f"[0, {high})" if high is not None else ">= 0"
+            raise ValueError(f"action: expected action indices in {want}, got range [{a.min()}, {a.max()}]")
+
+
 def vocab_size(cfg: GridConfig) -> int:
     """Vocabulary size of the policy LM for this task (PAD, EOS, actions, feature tokens)."""
+    _check_cfg(cfg)
     return cfg.feature_base + cfg.n_features * cfg.size
 
 
 def action_token(action: jax.Array) -> jax.Array:
-    """Environment action index -> LM token id."""
+    """Environment action index (int, >= 0) -> LM token id."""
+    _check_actions(action)
     return jnp.asarray(action, jnp.int32) + ACTION_BASE
 
 
 def action_tokens(cfg: GridConfig) -> np.ndarray:
     """``i32[n_actions]``: the LM token ids the policy may emit (its logits are masked to these)."""
+    _check_cfg(cfg)
     return np.arange(cfg.n_actions, dtype=np.int32) + ACTION_BASE
 
 
@@ -115,6 +137,7 @@ def _distinct_cells(key: jax.Array, size: int, k: int, n: int) -> jax.Array:
 
 def reset(key: jax.Array, cfg: GridConfig, n: int) -> EnvState:
     """``n`` independent tasks: GridGoal (start ≠ goal) or KeyDoor (start, key, door distinct)."""
+    _check_cfg(cfg)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n: expected a positive int, got {n!r}")
     cells = _distinct_cells(key, cfg.size, 3 if cfg.key_door else 2, int(n))
@@ -125,7 +148,17 @@ def reset(key: jax.Array, cfg: GridConfig, n: int) -> EnvState:
 
 
 def from_cells(cfg: GridConfig, pos, goal, key=None) -> EnvState:
-    """Build a state from explicit cells (``i32[..., 2]`` each); tests and held-out task sets."""
+    """Build a state from explicit cells (``i32[..., 2]`` each, inside the grid); tests and held-out task sets."""
+    _check_cfg(cfg)
+    for name, c in (("pos", pos), ("goal", goal), ("key", key)):
+        if c is None:
+            continue
+        check_array(name, c, kind="iu")
+        if not is_traced(c):
+            v = np.asarray(c)
+            if v.size and (v.min() < 0 or v.max() >= cfg.size):
+                raise ValueError(f"{name}: expected cells inside the grid, coordinates in [0, {cfg.size}), "
+                                 f"got range [{v.min()}, {v.max()}]")
     pos = jnp.asarray(pos, jnp.int32)
     goal = jnp.asarray(goal, jnp.int32)
     if cfg.key_door and key is None:
@@ -140,6 +173,11 @@ def from_cells(cfg: GridConfig, pos, goal, key=None) -> EnvState:
 
 def replicate(state: EnvState, n: int) -> EnvState:
     """Each task repeated ``n`` times on a new axis: leaves ``[B, ...] -> [B, n, ...]`` (one group per task)."""
+    _check_state(state)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected a positive int, got {n!r}")
+    if state.pos.ndim < 2:
+        raise ValueError(f"state: expected a batch of tasks (pos i32[B, 2]), got pos shape {tuple(state.pos.shape)}")
     return jax.tree.map(lambda x: jnp.repeat(x[:, None], n, axis=1), state)
 
 
@@ -151,8 +189,11 @@ def step(state: EnvState, action: jax.Array, *, cfg: GridConfig):
       action: i32[...] environment action indices in ``[0, cfg.n_actions)``.
 
     Returns:
-      ``(state', reward f32[...], done' bool[...], invalid bool[...])``.
+      ``(state', reward f32[...], done' bool[...], invalid bool[...])`` (reward in JAX's default float).
     """
+    _check_state(state)
+    _check_cfg(cfg)
+    _check_actions(action, cfg.n_actions)
     action = jnp.asarray(action, jnp.int32)
     active = ~state.done
     is_move = action < N_MOVES
@@ -169,11 +210,13 @@ def step(state: EnvState, action: jax.Array, *, cfg: GridConfig):
         success = active & at(state.goal)
     invalid = active & ~is_move
     new_state = EnvState(pos=pos, goal=state.goal, key=state.key, has_key=has_key, done=state.done | success)
-    return new_state, success.astype(jnp.float32), new_state.done, invalid
+    return new_state, success.astype(jnp.result_type(float)), new_state.done, invalid
 
 
 def anchor(state: EnvState, *, cfg: GridConfig) -> jax.Array:
     """``i32[..., F]`` raw state features: (pos, goal) or (pos, key, door, has_key). No history, no step count."""
+    _check_state(state)
+    _check_cfg(cfg)
     parts = [state.pos, state.goal] if not cfg.key_door else [state.pos, state.key, state.goal,
                                                                state.has_key[..., None].astype(jnp.int32)]
     return jnp.concatenate(parts, axis=-1).astype(jnp.int32)
@@ -188,6 +231,8 @@ def observe(state: EnvState, *, cfg: GridConfig) -> jax.Array:
 
 def expert_action(state: EnvState, *, cfg: GridConfig) -> jax.Array:
     """i32[...]: a shortest-path move (vertical first) toward the goal, or toward the key while it is missing."""
+    _check_state(state)
+    _check_cfg(cfg)
     target = state.goal if not cfg.key_door else jnp.where(state.has_key[..., None], state.goal, state.key)
     d = target - state.pos
     vertical = jnp.where(d[..., 0] < 0, 0, 1)
@@ -197,6 +242,11 @@ def expert_action(state: EnvState, *, cfg: GridConfig) -> jax.Array:
 
 def random_policy_success(cfg: GridConfig, n: int = 20_000, seed: int = 0, moves_only: bool = False) -> float:
     """Monte Carlo success rate of the uniform policy over the action tokens (calibration only)."""
+    _check_cfg(cfg)
+    for name, v in (("n", n), ("seed", seed)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"{name}: expected an int, got {v!r}")
+    check_range("n", n, low=1)
     return float(_random_success(jax.random.key(seed), cfg, int(n), bool(moves_only)))
 
 

@@ -8,7 +8,8 @@ Completion (≤ ``cfg.max_completion`` tokens): ``THINK F* ENDTHINK LETTER* EOS`
 - NOT_MAX / NOT_MIN (question–answer inversion, QAI): built from a MAX / MIN item by keeping the
   correct option c and a random k-subset (k ~ U{1..O−1}) of the wrong ones, shuffled into the first
   k+1 positions; the answer is every present option except c (k correct letters). The inversion
-  itself is `zoo.rl.tw_grpo.qai_invert`.
+  itself is `qai_invert` (TW-GRPO's QAI step, defined here so that this task module does not import
+  the paper module; ``zoo.rl.tw_grpo.qai_invert`` is the same function).
 
 `make_items` (numpy, a pure function of the seed) gives the arrays; `make_dataset` wraps them in a
 ``datasets.Dataset`` (imported lazily). Train and eval items use disjoint digit *sets* (`split`).
@@ -24,10 +25,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 
-from zoo.checks import check_choice, check_range
+from zoo.checks import check_array, check_choice, check_range
 
 QTYPES = ("MAX", "MIN", "NOT_MAX", "NOT_MIN")
 SPLITS = ("train", "eval")
@@ -73,7 +75,14 @@ class ChoiceGrammar:
     letters: tuple[int, ...]
 
 
+def _check_cfg(cfg):
+    if not isinstance(cfg, MultiChoiceConfig):
+        raise ValueError(f"cfg: expected a MultiChoiceConfig, got {type(cfg).__name__}")
+
+
 def grammar(cfg: MultiChoiceConfig) -> ChoiceGrammar:
+    """The completion grammar's token ids for ``cfg``."""
+    _check_cfg(cfg)
     f0 = 4
     l0 = f0 + cfg.n_fillers
     return ChoiceGrammar(pad=0, eos=1, think=2, endthink=3, fillers=tuple(range(f0, l0)),
@@ -87,10 +96,14 @@ def _bases(cfg: MultiChoiceConfig) -> dict[str, int]:
 
 
 def vocab_size(cfg: MultiChoiceConfig) -> int:
+    """Vocabulary size of the policy LM for this task."""
+    _check_cfg(cfg)
     return _bases(cfg)["sep"] + 1
 
 
 def qtype_token(cfg: MultiChoiceConfig, qtype: str) -> int:
+    """Token id of a question type (one of `QTYPES`)."""
+    _check_cfg(cfg)
     check_choice("qtype", qtype, QTYPES)
     return _bases(cfg)["qtype"] + QTYPES.index(qtype)
 
@@ -103,6 +116,44 @@ def _digit_sets(cfg: MultiChoiceConfig, split: str) -> list[tuple[int, ...]]:
     return [sets[i] for i in sorted(chosen)]
 
 
+def qai_invert(options: Sequence, correct: int, keep: Sequence[int], order: Sequence[int]):
+    """TW-GRPO question–answer inversion (QAI) of a single-answer item: options ``[c] + keep``
+    arranged by ``order``; answer = all but c.
+
+    ``keep``: indices of k ∈ [1, n−1] distinct wrong options; ``order``: a permutation of range(k+1),
+    new position j holds ``([c] + keep)[order[j]]``. Returns ``(new_options, answer_letters)``.
+    """
+    if isinstance(options, (str, bytes)) or not hasattr(options, "__len__"):
+        raise ValueError(f"options: expected a sequence of options, got {type(options).__name__}")
+    n = len(options)
+    if n < 2:
+        raise ValueError(f"options: expected at least 2 options, got {n}")
+    _index("correct", correct)
+    check_range("correct", correct, low=0, high=n - 1)
+    for k in keep:
+        _index("keep", k)
+    keep = [int(k) for k in keep]
+    if not 1 <= len(keep) <= n - 1:
+        raise ValueError(f"keep: expected 1..{n - 1} wrong options, got {len(keep)}")
+    if correct in keep or len(set(keep)) != len(keep) or any(not 0 <= k < n for k in keep):
+        raise ValueError(f"keep: expected distinct indices of wrong options in [0, {n}) excluding correct={correct}, "
+                         f"got {keep}")  # fmt: skip
+    for o in order:
+        _index("order", o)
+    order = [int(o) for o in order]
+    if sorted(order) != list(range(len(keep) + 1)):
+        raise ValueError(f"order: expected a permutation of range({len(keep) + 1}), got {order}")
+    chosen = [correct] + keep
+    new = [options[chosen[o]] for o in order]
+    letters = [chr(ord("A") + j) for j, o in enumerate(order) if o != 0]
+    return new, letters
+
+
+def _index(name, i):
+    if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+        raise ValueError(f"{name}: expected integer indices, got {i!r}")
+
+
 def make_items(seed: int, n: int, cfg: MultiChoiceConfig, *, qai_p: float = 0.5, split: str = "train") -> dict:
     """``n`` items as numpy arrays (a pure function of ``seed``).
 
@@ -110,8 +161,9 @@ def make_items(seed: int, n: int, cfg: MultiChoiceConfig, *, qai_p: float = 0.5,
     ``qtype i32[n]`` (index into QTYPES), ``digits i32[n, O]`` (−1 = absent option).
     ``qai_p = 0``: single-answer items only; ``1``: inverted items only.
     """
-    from zoo.rl.tw_grpo import qai_invert
-
+    _check_cfg(cfg)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise ValueError(f"n: expected a positive int, got {n!r}")
     check_range("n", n, low=1)
     check_range("qai_p", qai_p, low=0.0, high=1.0)
     check_choice("split", split, SPLITS)
@@ -144,16 +196,30 @@ def make_items(seed: int, n: int, cfg: MultiChoiceConfig, *, qai_p: float = 0.5,
 
 def encode_prompts(cfg: MultiChoiceConfig, qtype: np.ndarray, digits: np.ndarray) -> np.ndarray:
     """``[QTYPE, d_1 .. d_O, SEP]`` token rows; digits −1 become NONE."""
-    b = _bases(cfg)
+    _check_cfg(cfg)
     qtype, digits = np.asarray(qtype), np.asarray(digits)
+    check_array("qtype", qtype, ndim=1, kind="iu")
+    check_array("digits", digits, shape=(len(qtype), cfg.n_options), kind="iu")
+    if qtype.size and (qtype.min() < 0 or qtype.max() >= len(QTYPES)):
+        raise ValueError(f"qtype: expected indices into QTYPES in [0, {len(QTYPES)}), got range "
+                         f"[{qtype.min()}, {qtype.max()}]")
+    if digits.size and (digits.min() < -1 or digits.max() >= cfg.n_values):
+        raise ValueError(f"digits: expected values in [0, {cfg.n_values}) or -1 (absent), got range "
+                         f"[{digits.min()}, {digits.max()}]")
+    b = _bases(cfg)
     body = np.where(digits >= 0, b["digit"] + digits, b["none"])
     return np.concatenate([(b["qtype"] + qtype)[:, None], body, np.full((len(qtype), 1), b["sep"])], 1).astype(np.int32)
 
 
 def answer_from_prompt(cfg: MultiChoiceConfig, prompt: np.ndarray) -> np.ndarray:
     """The correct option mask implied by a prompt (``bool[n, O]``); consistency check for `make_items`."""
-    b = _bases(cfg)
+    _check_cfg(cfg)
     prompt = np.asarray(prompt)
+    check_array("prompt", prompt, ndim=2, shape=(None, cfg.prompt_len), kind="iu")
+    b = _bases(cfg)
+    q0, d0 = prompt[:, 0] - b["qtype"], prompt[:, 1:-1]
+    if ((q0 < 0) | (q0 >= len(QTYPES))).any() or ((d0 < b["digit"]) | (d0 > b["none"])).any():
+        raise ValueError("prompt: expected rows [QTYPE, digit or NONE tokens, SEP] of this cfg's vocabulary")
     q = prompt[:, 0] - b["qtype"]
     d = prompt[:, 1:-1] - b["digit"]
     present = prompt[:, 1:-1] != b["none"]
@@ -167,6 +233,13 @@ def answer_from_prompt(cfg: MultiChoiceConfig, prompt: np.ndarray) -> np.ndarray
 def demo_completions(seed: int, gt: np.ndarray, present: np.ndarray, cfg: MultiChoiceConfig, *, p_correct=0.5):
     """Noisy SFT demonstrations: ``(tokens i32[n, Lc], mask bool[n, Lc])`` with ``Lc = cfg.max_completion``."""
     check_range("p_correct", p_correct, low=0.0, high=1.0)
+    _check_cfg(cfg)
+    gt, present = np.asarray(gt), np.asarray(present)
+    check_array("gt", gt, ndim=2, shape=(None, cfg.n_options), kind="biu")
+    check_array("present", present, shape=tuple(gt.shape), kind="biu")
+    gt, present = gt.astype(bool), present.astype(bool)
+    if not present.any(-1).all():
+        raise ValueError(f"present: row {int(np.flatnonzero(~present.any(-1))[0])} has no present option")
     g = grammar(cfg)
     rng = np.random.default_rng(seed)
     n, lc = len(gt), cfg.max_completion
@@ -189,12 +262,17 @@ def demo_completions(seed: int, gt: np.ndarray, present: np.ndarray, cfg: MultiC
 
 
 def present_options(items: dict) -> np.ndarray:
+    """``bool[n, O]``: which options of `make_items`'s items are present (digit != −1)."""
+    if not isinstance(items, dict) or "digits" not in items:
+        raise ValueError(f"items: expected the dict of make_items (with key 'digits'), got {type(items).__name__}"
+                         + (f" with keys {sorted(items)}" if isinstance(items, dict) else ""))
+    check_array("items['digits']", np.asarray(items["digits"]), ndim=2, kind="iu")
     return np.asarray(items["digits"]) >= 0
 
 
 def make_dataset(seed: int, n: int, cfg: MultiChoiceConfig, *, qai_p: float = 0.5, split: str = "train"):
     """`make_items` as a Hugging Face ``datasets.Dataset`` (numpy format); ``datasets`` is imported here."""
+    items = make_items(seed, n, cfg, qai_p=qai_p, split=split)  # validates before the lazy import
     import datasets
 
-    items = make_items(seed, n, cfg, qai_p=qai_p, split=split)
     return datasets.Dataset.from_dict({k: np.asarray(v) for k, v in items.items()}).with_format("numpy")
