@@ -65,6 +65,7 @@ class FlexRoundExperimentConfig:
     schedule: str = "constant"
     train_epochs: int = 60
     block_target: str = "dense"  # "dense": target = the Dense output (spec); "dense_relu": after the ReLU
+    rec_reduction: str = "sum"  # reconstruction loss: "sum" over output features, mean over samples (papers'); "mean"
 
     def __post_init__(self):
         if not self.bits:
@@ -89,6 +90,7 @@ class FlexRoundExperimentConfig:
         check_choice("schedule", self.schedule, ("constant", "cosine"))
         check_range("train_epochs", self.train_epochs, low=1, high=10_000)
         check_choice("block_target", self.block_target, ("dense", "dense_relu"))
+        check_choice("rec_reduction", self.rec_reduction, ("sum", "mean", "sum_axis1_mean"))
 
 
 SIZES = {
@@ -122,7 +124,7 @@ def make_quant_run(cfg: FlexRoundExperimentConfig, params, x_train, x_test, y_te
                 qparams, m = flexround.ptq(
                     apply_block, params, paths, calib, method=method, spec=spec, steps=cfg.steps,
                     batch_size=cfg.batch_size, lr=lrs[method], key=k_rec, grid=cfg.grid, use_s4=False,
-                    schedule=cfg.schedule, lam=cfg.lam, warmup=cfg.warmup,
+                    schedule=cfg.schedule, lam=cfg.lam, warmup=cfg.warmup, rec_reduction=cfg.rec_reduction,
                 )  # fmt: skip
                 r = models.classification_metrics(models.mlp_apply(qparams, x_test), y_test, fp_logits)
                 r["recon_final"] = jnp.stack([m[p]["recon_final"] for p in paths])
@@ -251,6 +253,7 @@ class FlexRoundLMConfig:
     lr_flexround: float = 2.5e-3
     lr_adaround: float = 1e-3
     schedule: str = "cosine"
+    rec_reduction: str = "sum"  # reconstruction loss: "sum" over output features, mean over tokens (papers'); "mean"
 
     def __post_init__(self):
         from zoo.quant.models import TinyLMConfig
@@ -276,6 +279,7 @@ class FlexRoundLMConfig:
         check_range("lr_flexround", self.lr_flexround, low=0.0, low_inclusive=False)
         check_range("lr_adaround", self.lr_adaround, low=0.0, low_inclusive=False)
         check_choice("schedule", self.schedule, ("constant", "cosine"))
+        check_choice("rec_reduction", self.rec_reduction, ("sum", "mean", "sum_axis1_mean"))
 
     def lm(self):
         from zoo.quant.models import TinyLMConfig
@@ -342,7 +346,7 @@ def run_lm(cfg: FlexRoundLMConfig, ctx: RunContext) -> Outcome:
             for method in cfg.methods:
                 qp, _ = flexround.ptq(apply_block, params, paths, calib, method=method, spec=spec, steps=cfg.steps,
                                       batch_size=cfg.batch_size, lr=lrs[method], key=k_rec, grid=cfg.grid,
-                                      schedule=cfg.schedule)  # fmt: skip
+                                      schedule=cfg.schedule, rec_reduction=cfg.rec_reduction)  # fmt: skip
                 out[f"{method}_{bits}"] = models.lm_perplexity(qp, test, lm)
         return out
 

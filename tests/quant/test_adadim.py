@@ -186,3 +186,48 @@ def test_bad_inputs():
         A.gptq_ada(w, x, bits=3, group_size=G, percdamp=0.0)
     with pytest.raises(ValueError, match="method"):
         A.quantize_blocks([], {}, x, method="awq")
+
+
+def _one_linear():
+    return (A.LayerSpec("l", ("l", "kernel"), lambda fp, c: c, lambda fp, c: c, lambda p, c, w: c @ w),)
+
+
+def _positive_w_with_constant_group():
+    w = jnp.abs(_w(11)) + 0.5  # one-signed groups: the AWQ and GPTQ styles differ
+    return w.at[:G, 0].set(0.7)  # a constant per-OC group, collapsed by the AWQ style
+
+
+def test_parity_mode_rtn_baseline_uses_the_rtn_ada_quantizer():
+    """Parity mode: the fixed RTN baseline and RTN-ada quantize with the same (AWQ-style) quantizer."""
+    import warnings
+
+    w = _positive_w_with_constant_group()
+    x = jax.random.normal(jax.random.key(12), (64, K))
+    params = {"l": {"kernel": w}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for dim in A.DIMS:
+            q, _, _ = A.quantize_blocks(_one_linear(), params, x, method="rtn", fixed_dim=dim, bits=3, group_size=G,
+                                        parity_mode=True)  # fmt: skip
+            np.testing.assert_array_equal(q["l"]["kernel"], A._fq(w, A.quant_spec(3, G, dim, "awq")))
+        qa, ch, _ = A.quantize_blocks(_one_linear(), params, x, method="rtn_ada", bits=3, group_size=G,
+                                      parity_mode=True)  # fmt: skip
+        qr, _, _ = A.quantize_blocks(_one_linear(), params, x, method="rtn", fixed_dim=A.DIMS[int(ch["l"])], bits=3,
+                                     group_size=G, parity_mode=True)  # fmt: skip
+    np.testing.assert_array_equal(qa["l"]["kernel"], qr["l"]["kernel"])
+
+
+def test_parity_mode_warns_on_constant_groups():
+    import warnings
+
+    w = _positive_w_with_constant_group()
+    x = jax.random.normal(jax.random.key(13), (64, K))
+    with pytest.warns(RuntimeWarning, match="constant"):
+        A.quantize_blocks(_one_linear(), {"l": {"kernel": w}}, x, method="rtn", bits=3, group_size=G, parity_mode=True)
+    with pytest.warns(RuntimeWarning, match="1 per-oc group"):
+        A.gptq_ada(w, x, bits=3, group_size=G, blocksize=16, parity_mode=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        A.quantize_blocks(_one_linear(), {"l": {"kernel": w}}, x, method="rtn", bits=3, group_size=G)
+        A.quantize_blocks(_one_linear(), {"l": {"kernel": _w(14)}}, x, method="rtn", bits=3, group_size=G,
+                          parity_mode=True)  # fmt: skip

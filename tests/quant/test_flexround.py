@@ -259,3 +259,16 @@ def test_bad_inputs():
         F.ptq(_dense_block, params, ["layer"], jnp.ones((0, 8)), **kw)
     with pytest.raises(ValueError, match="block_paths"):
         F.ptq(_dense_block, params, ["nope"], x, **kw)
+
+
+def test_ptq_default_reconstruction_is_the_papers_sum():
+    """``ptq``'s default loss sums the squared error over output features (BRECQ/AdaRound/FlexRound code)."""
+    import inspect
+
+    assert inspect.signature(F.ptq).parameters["rec_reduction"].default == "sum"
+    assert inspect.signature(core.reconstruct_block).parameters["reduction"].default == "sum"
+
+
+def test_adaround_beta_rejects_empty_schedule():
+    with pytest.raises(ValueError, match="total"):
+        F.adaround_beta(1, 0)

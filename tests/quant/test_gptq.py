@@ -1,4 +1,4 @@
-"""zoo.quant.gptq (re-exported by zoo.quant.core): GPTQ vs a float64 numpy port of the reference loop."""
+"""zoo.quant.gptq: GPTQ vs a float64 numpy port of the reference loop."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from zoo.quant._reference import ref_gptq
-from zoo.quant.core import QuantSpec, gptq_quantize, hessian_init, hessian_update, rtn
+from zoo.quant.core import QuantSpec, rtn
+from zoo.quant.gptq import gptq_quantize, hessian_init, hessian_update
 
 K, N = 64, 32
 

@@ -1,25 +1,22 @@
-"""zoo.quant.packing (re-exported by zoo.quant.core): int4/int8 packing, QuantizedLinear, plans."""
+"""zoo.quant.packing: int4/int8 packing, QuantizedLinear, plans."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zoo.quant.core import (
+from zoo.quant.core import QuantSpec, compute_qparams, fake_quant, rtn
+from zoo.quant.gptq import gptq_quantize
+from zoo.quant.packing import (
     QuantizedLinear,
-    QuantSpec,
     apply_plan,
-    compute_qparams,
     dequantize_linear,
     dequantize_params,
-    fake_quant,
     from_autogptq,
     from_gptq,
-    gptq_quantize,
     make_plan,
     pack_int4,
     quantized_linear,
-    rtn,
     unpack_int4,
 )
 

@@ -340,3 +340,41 @@ def test_clip_codes_has_clamp_derivative_at_the_bounds():
     np.testing.assert_array_equal(clip_codes(r, 0.0, 3.0), [0.0, 0.0, 1.5, 3.0, 3.0])
     g = jax.grad(lambda v: jnp.sum(clip_codes(v, 0.0, 3.0)))(r)
     np.testing.assert_array_equal(g, [0.0, 1.0, 1.0, 1.0, 0.0])  # jnp.clip gives 0.5 at 0.0 and 3.0
+
+
+def _shift(b, frozen, x):
+    return x + b
+
+
+def test_recon_loss_default_is_the_papers_sum_over_features_mean_over_samples():
+    """BRECQ / AdaRound / FlexRound ``lp_loss(reduction='none')`` = ``.pow(2).sum(1).mean()`` (features summed)."""
+    from zoo.quant.core import recon_loss
+
+    rng = np.random.default_rng(3)
+    y, t = rng.normal(size=(5, 7)), rng.normal(size=(5, 7))
+    np.testing.assert_allclose(recon_loss(y, t), ((y - t) ** 2).sum(axis=1).mean(), rtol=1e-6)
+    np.testing.assert_allclose(recon_loss(y, t, "mean"), ((y - t) ** 2).mean(), rtol=1e-6)
+    y3, t3 = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 3, 4))
+    np.testing.assert_allclose(recon_loss(y3, t3), ((y3 - t3) ** 2).sum(-1).mean(), rtol=1e-6)
+    np.testing.assert_allclose(recon_loss(y3, t3, "sum_axis1_mean"), ((y3 - t3) ** 2).sum(1).mean(), rtol=1e-6)
+    np.testing.assert_allclose(recon_loss(y[:, 0], t[:, 0]), ((y[:, 0] - t[:, 0]) ** 2).mean(), rtol=1e-6)
+
+
+def test_reconstruct_block_default_reduction_is_the_sum():
+    """The recorded loss of step 0 (the whole calibration set as the batch) is Σ_features, mean_samples."""
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(6, 5)).astype(np.float32), rng.normal(size=(6, 5)).astype(np.float32)
+    kw = dict(steps=1, batch_size=6, lr=1e-3, key=jax.random.key(0))
+    _, m = reconstruct_block(_shift, jnp.zeros(5), None, x, y, **kw)
+    np.testing.assert_allclose(m["recon"][0], ((x - y) ** 2).sum(1).mean(), rtol=1e-5)
+    _, m = reconstruct_block(_shift, jnp.zeros(5), None, x, y, reduction="mean", **kw)
+    np.testing.assert_allclose(m["recon"][0], ((x - y) ** 2).mean(), rtol=1e-5)
+
+
+def test_bad_qparams_and_empty_kernel_fail_clearly():
+    w = jnp.ones((4, 3))
+    spec = QuantSpec(bits=4)
+    with pytest.raises(ValueError, match="w: expected a non-empty kernel"):
+        compute_qparams(jnp.zeros((0, 3)), spec)
+    with pytest.raises(ValueError, match="qp.scale: expected positive"):
+        fake_quant(w, QParams(jnp.zeros((1, 3)), jnp.zeros((1, 3))), spec)

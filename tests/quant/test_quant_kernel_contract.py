@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zoo.quant import core
+from zoo.quant import core, packing
 
 RNG = np.random.default_rng(0)
 W = jnp.asarray(RNG.normal(size=(64, 48)), jnp.float32)
@@ -18,8 +18,8 @@ X = jnp.asarray(RNG.normal(size=(2, 3, 64)), jnp.float32)
 def test_quantized_linear_apply_with_kernel_matches_dequantized_matmul(bits, granularity, group_size, symmetric):
     spec = core.QuantSpec(bits=bits, granularity=granularity, group_size=group_size, symmetric=symmetric)
     qp = core.compute_qparams(W, spec)
-    ql = core.quantized_linear(core.quantize(W, qp, spec), qp, spec, bias=jnp.arange(48.0))
-    want = X @ core.dequantize_linear(ql) + jnp.arange(48.0)
+    ql = packing.quantized_linear(core.quantize(W, qp, spec), qp, spec, bias=jnp.arange(48.0))
+    want = X @ packing.dequantize_linear(ql) + jnp.arange(48.0)
     got = ql.apply(X, use_kernel=True)
     assert got.shape == (2, 3, 48)
     np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-5)

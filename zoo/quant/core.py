@@ -18,13 +18,24 @@ Uniform affine quantizer (§2), codes ``q``, scale ``s``, integer zero point ``z
 Straight-through estimators (§3): ``round_ste(x) = x + sg(round(x) - x)`` -> `round_ste`,
 `floor_ste`, `fake_quant_ste` (``d fq/dw = 1[inside range]``).
 
-Block reconstruction (§4): ``min_φ mean‖f(x; Q_φ(θ)) - y‖² + reg(φ, t)`` with Adam over a
-``lax.scan`` of minibatch steps -> `reconstruct_block`.
+Block reconstruction (§4): ``min_φ recon(f(x; Q_φ(θ)), y) + reg(φ, t)`` with Adam over a
+``lax.scan`` of minibatch steps -> `reconstruct_block`; the loss `recon_loss` defaults to the papers'
+reduction ``mean_samples Σ_features (ŷ - y)²`` (BRECQ / AdaRound / FlexRound code: ``lp_loss`` with
+``reduction='none'`` is ``.pow(2).sum(1).mean()``, axis 1 = the output features/channels in torch's
+layout, the last axis in ours). The reduction is not a harmless rescaling: the plain mean divides the
+loss, hence every gradient, by ``N_out``, so AdaRound's ``λ = 0.01`` (calibrated against the sum)
+weighs ``N_out`` times more, and FlexRound's small per-weight gradients shrink towards Adam's ``eps``
+(Adam is scale-invariant only while ``|g| >> eps``). ``reduction="mean"`` remains an option.
 
-GPTQ (§5) -> `hessian_init`, `hessian_update`, `gptq_quantize` (in ``zoo.quant.gptq``);
+Dtypes: scales, zero points, fake-quantized and dequantized values follow the weight's float dtype
+(``promote_types(w.dtype, float32)``: float64 stays float64, bf16/f16 compute in float32); codes
+are integers (``QuantSpec.code_dtype``).
+
+GPTQ (§5) -> `hessian_init`, `hessian_update`, `gptq_quantize` in ``zoo.quant.gptq``;
 packing and the quantized dense layer (§6) -> `pack_int4`, `unpack_int4`, `QuantizedLinear`,
-`dequantize_linear` (in ``zoo.quant.packing``); quantization plans over a Flax params pytree ->
-`make_plan`, `apply_plan`, `dequantize_params` (in ``zoo.quant.packing``). All re-exported here.
+`dequantize_linear`, and quantization plans over a Flax params pytree -> `make_plan`, `apply_plan`,
+`dequantize_params`, in ``zoo.quant.packing``. Those modules build on this one; this one imports
+neither (import them from where they live).
 
 Choices that are ours: rounding is half-to-even (``jnp.round``, like ``torch.round``); the
 grouped axis is reshaped, never gathered; tensors with more than two dims are flattened to
@@ -112,7 +123,7 @@ class QuantSpec:
 
 
 class QParams(NamedTuple):
-    """Quantizer state: ``scale`` and integer-valued ``zero`` (f32), shapes per `qparam_shape`."""
+    """Quantizer state: ``scale`` and integer-valued ``zero`` (float, the weight's dtype), shapes per `qparam_shape`."""
 
     scale: jax.Array
     zero: jax.Array
@@ -121,6 +132,24 @@ class QParams(NamedTuple):
 def _check_spec(spec: Any) -> None:
     if not isinstance(spec, QuantSpec):
         raise ValueError(f"spec: expected a QuantSpec, got {type(spec).__name__}")
+
+
+def _fdtype(*xs: Any):
+    """The float dtype to compute in: the inputs' float dtype promoted to at least float32 (float64 stays
+    float64); JAX's default float when no input is floating."""
+    dts = [jnp.result_type(x) for x in xs]
+    fl = [d for d in dts if jnp.issubdtype(d, jnp.floating)]
+    if not fl:
+        return jax.dtypes.canonicalize_dtype(float)
+    return jnp.promote_types(jnp.result_type(*fl), jnp.float32)
+
+
+def _check_shape(name: str, shape: Any) -> tuple[int, ...]:
+    if not isinstance(shape, tuple | list) or not all(isinstance(d, int | np.integer) and d >= 0 for d in shape):
+        raise ValueError(f"{name}: expected a tuple of non-negative ints, got {shape!r}")
+    if len(shape) < 2:
+        raise ValueError(f"{name}: expected a kernel shape with >= 2 dims ([K, N] or HWIO), got {tuple(shape)}")
+    return tuple(int(d) for d in shape)
 
 
 def _as2d_shape(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -132,7 +161,8 @@ def qparam_shape(shape: tuple[int, ...], spec: QuantSpec) -> tuple[int, ...]:
 
     tensor -> ``()``; oc -> ``[K/g, N]`` (``[1, N]`` for g = -1); ic -> ``[K, N/g]`` (``[K, 1]``).
     """
-    K, N = _as2d_shape(shape)
+    _check_spec(spec)
+    K, N = _as2d_shape(_check_shape("shape", shape))
     if spec.granularity == "tensor":
         return ()
     g = spec.group_size
@@ -147,6 +177,10 @@ def check_weight(name: str, w: Any, spec: QuantSpec) -> None:
     check_array(name, w, finite=True)
     if jnp.ndim(w) < 2:
         raise ValueError(f"{name}: expected a kernel with >= 2 dims ([K, N] or HWIO), got shape {tuple(jnp.shape(w))}")
+    if 0 in jnp.shape(w):
+        raise ValueError(f"{name}: expected a non-empty kernel, got shape {tuple(jnp.shape(w))}")
+    if not jnp.issubdtype(jnp.result_type(w), jnp.floating):
+        raise ValueError(f"{name}: expected a float kernel, got dtype {jnp.result_type(w)}")
     K, N = _as2d_shape(tuple(jnp.shape(w)))
     g = spec.group_size
     if spec.granularity == "oc" and g != -1 and K % g:
@@ -172,6 +206,11 @@ def _check_qparams(qp: Any, w_shape: tuple[int, ...], spec: QuantSpec) -> None:
                 f"granularity={spec.granularity!r}, group_size={spec.group_size}; got {tuple(jnp.shape(v))}"
             )
         check_array(f"qp.{field}", v, finite=True)
+    if not is_traced(qp[0]):
+        s = np.asarray(qp[0])
+        if s.size and not (s > 0).all():
+            raise ValueError(f"qp.scale: expected positive scales, got {int((s <= 0).sum())} value(s) <= 0 "
+                             f"(min {s.min()!r})")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,6 +236,10 @@ def _group_view(w2: jax.Array, spec: QuantSpec) -> tuple[jax.Array, int]:
 
 def expand(qparam: jax.Array, spec: QuantSpec, shape: tuple[int, ...]) -> jax.Array:
     """Repeat a grouped qparam (``qparam_shape(shape, spec)``) back to the 2-D view ``[K, N]``."""
+    want = qparam_shape(shape, spec)
+    if tuple(jnp.shape(qparam)) != want:
+        raise ValueError(f"qparam: expected shape {want} (qparam_shape of {tuple(shape)}), "
+                         f"got {tuple(jnp.shape(qparam))}")  # fmt: skip
     K, N = _as2d_shape(tuple(shape))
     if spec.granularity == "tensor":
         return jnp.broadcast_to(qparam, (K, N))
@@ -311,7 +354,7 @@ def _qparams_2d(w2: jax.Array, spec: QuantSpec, method: str) -> QParams:
 
 @functools.partial(jax.jit, static_argnames=("spec", "method"))
 def _compute_qparams(w, spec, method):
-    w2 = w.reshape(_as2d_shape(w.shape)).astype(jnp.float32)
+    w2 = w.reshape(_as2d_shape(w.shape)).astype(_fdtype(w))
     return _qparams_2d(w2, spec, method)
 
 
@@ -327,7 +370,8 @@ def compute_qparams(w: jax.Array, spec: QuantSpec, method: str = "minmax") -> QP
         the first ``a`` with the smallest ``Σ|fq(v) - v|^2.4`` (strict improvement).
 
     Returns:
-      ``QParams(scale, zero)``, both f32 of ``qparam_shape(w.shape, spec)``; ``zero`` holds integers.
+      ``QParams(scale, zero)``, both of ``qparam_shape(w.shape, spec)`` in ``w``'s float dtype
+      (at least float32); ``zero`` holds integers.
     """
     check_weight("w", w, spec)
     check_choice("method", method, QPARAM_METHODS)
@@ -353,13 +397,21 @@ def _quantize(w, qp, spec):
 
 @functools.partial(jax.jit, static_argnames=("spec",))
 def _dequantize(q, qp, spec):
-    q2 = q.reshape(_as2d_shape(q.shape)).astype(jnp.float32)
+    q2 = q.reshape(_as2d_shape(q.shape)).astype(_fdtype(qp.scale))
     s, z = expand(qp.scale, spec, q2.shape), expand(qp.zero, spec, q2.shape)
     return (s * (q2 - z)).reshape(q.shape)
 
 
 def fake_quant_raw(w: jax.Array, qp: QParams, spec: QuantSpec) -> jax.Array:
-    """Unchecked, traceable `fake_quant` for use inside other methods' jitted code."""
+    """Traceable `fake_quant` for use inside other methods' jitted code: only the static checks run
+    (``spec``'s type, ``w``'s rank, the qparam shapes); values (finite, positive scales) are not checked."""
+    _check_spec(spec)
+    if jnp.ndim(w) < 2:
+        raise ValueError(f"w: expected a kernel with >= 2 dims ([K, N] or HWIO), got shape {tuple(jnp.shape(w))}")
+    want = qparam_shape(tuple(jnp.shape(w)), spec)
+    if not isinstance(qp, tuple) or len(qp) != 2 or any(tuple(jnp.shape(v)) != want for v in qp):
+        got = [tuple(jnp.shape(v)) for v in qp] if isinstance(qp, tuple) else type(qp).__name__
+        raise ValueError(f"qp: expected QParams of shape {want} for a weight of shape {tuple(jnp.shape(w))}, got {got}")
     w2 = w.reshape(_as2d_shape(w.shape))
     view, _ = _group_view(w2, spec)
     s, z = _bcast(qp.scale, spec, w2.shape), _bcast(qp.zero, spec, w2.shape)
@@ -381,7 +433,7 @@ def quantize(w: jax.Array, qp: QParams, spec: QuantSpec) -> jax.Array:
 
 
 def dequantize(q: jax.Array, qp: QParams, spec: QuantSpec) -> jax.Array:
-    """``ŵ = s·(q - z)``: f32[q.shape] from codes (u8/i8/any int) and their qparams."""
+    """``ŵ = s·(q - z)``: float[q.shape] (the scale's float dtype) from codes (u8/i8/any int) and their qparams."""
     _check_spec(spec)
     check_array("q", q, kind="iuf")
     if jnp.ndim(q) < 2:
@@ -391,7 +443,7 @@ def dequantize(q: jax.Array, qp: QParams, spec: QuantSpec) -> jax.Array:
 
 
 def fake_quant(w: jax.Array, qp: QParams, spec: QuantSpec) -> jax.Array:
-    """``dequantize(quantize(w))`` in float: ``s·(clip(round(w/s) + z, qmin, qmax) - z)``, f32[w.shape].
+    """``dequantize(quantize(w))`` in float: ``s·(clip(round(w/s) + z, qmin, qmax) - z)``, float[w.shape].
 
     Equal bit-for-bit to the FlexRound clamp form ``s·clip(round(w/s), -z, qmax - z)``.
     """
@@ -411,19 +463,37 @@ def rtn(w: jax.Array, spec: QuantSpec, method: str = "minmax") -> tuple[jax.Arra
 # --------------------------------------------------------------------------------------------
 
 
+def _check_numeric(name: str, x: Any) -> None:
+    dt = getattr(x, "dtype", None)
+    if dt is None:
+        try:
+            dt = np.asarray(x).dtype
+        except Exception:
+            dt = None
+    numeric = dt is not None and (np.dtype(dt).kind in "iuf" or jnp.issubdtype(dt, jnp.floating))
+    if not numeric:
+        raise ValueError(f"{name}: expected a numeric array, got {type(x).__name__}"
+                         + (f" of dtype {dt}" if dt is not None else ""))  # fmt: skip
+
+
 def round_ste(x: jax.Array) -> jax.Array:
     """``round(x)`` in value (half-to-even), identity in gradient: ``x + sg(round(x) - x)``."""
+    _check_numeric("x", x)
     return x + jax.lax.stop_gradient(jnp.round(x) - x)
 
 
 def floor_ste(x: jax.Array) -> jax.Array:
     """``floor(x)`` in value, identity in gradient."""
+    _check_numeric("x", x)
     return x + jax.lax.stop_gradient(jnp.floor(x) - x)
 
 
 def clip_codes(r: jax.Array, lo: Any, hi: Any) -> jax.Array:
     """``clip(r, lo, hi)`` with torch.clamp's derivative: 1 on the closed range ``[lo, hi]``, 0 outside
-    (``jnp.clip`` would give 1/2 at a value equal to a bound)."""
+    (``jnp.clip`` would give 1/2 at a value equal to a bound). ``lo <= hi`` (checked when concrete)."""
+    _check_numeric("r", r)
+    if not (is_traced(lo) or is_traced(hi)) and np.any(np.asarray(lo) > np.asarray(hi)):
+        raise ValueError(f"lo: expected lo <= hi, got lo={np.asarray(lo)!r} > hi={np.asarray(hi)!r}")
     inside = (r >= lo) & (r <= hi)
     return jnp.where(inside, r, jax.lax.stop_gradient(jnp.clip(r, lo, hi)))
 
@@ -431,7 +501,7 @@ def clip_codes(r: jax.Array, lo: Any, hi: Any) -> jax.Array:
 def fake_quant_ste(
     w: jax.Array, qp: QParams, spec: QuantSpec, *, clip_grad: bool = True, learn_qparams: bool = False
 ) -> jax.Array:
-    """Fake quantization with a straight-through ``round``: f32[w.shape].
+    """Fake quantization with a straight-through ``round``: float[w.shape].
 
     ``fq = s·(clip(round_ste(w/s) + z, qmin, qmax) - z)``; with ``clip_grad`` the clip keeps its
     true derivative, so ``d fq/d w = 1[qmin <= round(w/s) + z <= qmax]``; without, ``d fq/d w = 1``.
@@ -460,15 +530,30 @@ def fake_quant_ste(
 # --------------------------------------------------------------------------------------------
 
 RECON_SCHEDULES = ("cosine", "constant")
-RECON_REDUCTIONS = ("mean", "sum_axis1_mean")
+RECON_REDUCTIONS = ("sum", "mean", "sum_axis1_mean")
 
 
-def recon_loss(y: jax.Array, y_tgt: jax.Array, reduction: str = "mean") -> jax.Array:
-    """``mean ‖y - y_tgt‖²`` (``"mean"``) or ``mean_{other axes} Σ_{axis 1} (y - y_tgt)²``
-    (``"sum_axis1_mean"``, the FlexRound code's reduction); ``y: f32[B, ...]``."""
-    d2 = jnp.square(y.astype(jnp.float32) - y_tgt.astype(jnp.float32))
-    if reduction == "sum_axis1_mean" and d2.ndim >= 2:
-        return jnp.mean(jnp.sum(d2, axis=1))
+def recon_loss(y: jax.Array, y_tgt: jax.Array, reduction: str = "sum") -> jax.Array:
+    """Reconstruction error of a block output ``y: float[B, ..., F]`` against ``y_tgt`` (same shape).
+
+    - ``"sum"`` (default, the papers'): ``mean_{b, ...} Σ_f (y - y_tgt)²``, summed over the output
+      features (the last axis; torch's axis 1 for ``[B, F]`` / NCHW, as in BRECQ's ``lp_loss``) and
+      averaged over samples (and positions / tokens);
+    - ``"mean"``: the mean over every element (= ``"sum"`` / F);
+    - ``"sum_axis1_mean"``: a literal ``.sum(1).mean()`` on our layout (for ``[B, T, D]`` LM blocks
+      this sums over tokens, as the FlexRound LLM code does on its ``[B, T, D]`` outputs).
+    A 1-D ``y: [B]`` has one feature per sample (all three equal the mean). Computes in the inputs'
+    float dtype (at least float32).
+    """
+    check_choice("reduction", reduction, RECON_REDUCTIONS)
+    if tuple(jnp.shape(y_tgt)) != tuple(jnp.shape(y)):
+        raise ValueError(f"y_tgt: expected the shape of y {tuple(jnp.shape(y))}, got {tuple(jnp.shape(y_tgt))}")
+    if jnp.ndim(y) == 0 or jnp.size(y) == 0:
+        raise ValueError(f"y: expected a non-empty batch [B, ...], got shape {tuple(jnp.shape(y))}")
+    dt = _fdtype(y, y_tgt)
+    d2 = jnp.square(jnp.asarray(y, dt) - jnp.asarray(y_tgt, dt))
+    if d2.ndim >= 2 and reduction != "mean":
+        return jnp.mean(jnp.sum(d2, axis=-1 if reduction == "sum" else 1))
     return jnp.mean(d2)
 
 
@@ -500,7 +585,7 @@ def _reconstruct(apply_q, qstate0, frozen, x_in, y_tgt, x_fp, lr, key, *, steps,
     def loss_fn(qstate, batch, rng):
         xb, yb, step = batch
         rec = recon_loss(apply_q(qstate, frozen, xb), yb, reduction)
-        reg = jnp.zeros((), jnp.float32) if reg_fn is None else jnp.asarray(reg_fn(qstate, step), jnp.float32)
+        reg = jnp.zeros((), rec.dtype) if reg_fn is None else jnp.asarray(reg_fn(qstate, step), rec.dtype)
         return rec + reg, {"recon": rec, "reg": reg}
 
     state = TrainState.create(params=qstate0, optimizer=opt, rng=k_state)
@@ -521,7 +606,7 @@ def reconstruct_block(
     schedule: str = "cosine",
     key: jax.Array,
     reg_fn: Callable | None = None,
-    reduction: str = "mean",
+    reduction: str = "sum",
     x_fp: jax.Array | None = None,
     p_drop: float = 0.0,
 ) -> tuple[Any, dict]:
@@ -544,11 +629,12 @@ def reconstruct_block(
       lr: peak learning rate (> 0; may be a traced value, e.g. vmapped over).
       key: PRNG key (vmap over keys for seeds).
       reg_fn: optional ``(qstate, step: i32[]) -> f32[]`` regulariser (e.g. AdaRound's).
-      reduction: ``"mean"`` or ``"sum_axis1_mean"`` (see `recon_loss`).
+      reduction: ``"sum"`` (the papers': sum over output features, mean over samples), ``"mean"`` or
+        ``"sum_axis1_mean"`` (see `recon_loss`).
       x_fp, p_drop: QDrop — per element, use ``x_fp`` (FP-prefix inputs) with probability ``p_drop``.
 
     Returns:
-      ``(qstate, metrics)`` with ``metrics["loss" | "recon" | "reg"]: f32[steps]``.
+      ``(qstate, metrics)`` with ``metrics["loss" | "recon" | "reg"]: float[steps]`` (``y_tgt``'s float dtype).
     """
     if not callable(apply_q):
         raise ValueError(f"apply_q: expected a callable (qstate, frozen, x) -> y, got {type(apply_q).__name__}")
@@ -576,39 +662,14 @@ def reconstruct_block(
     for leaf in jax.tree.leaves(qstate0):
         check_array("qstate0", leaf)
     return _reconstruct(
-        apply_q, qstate0, frozen, x_in, y_tgt, x_fp if p_drop > 0 else None, jnp.asarray(lr, jnp.float32), key,
+        apply_q, qstate0, frozen, x_in, y_tgt, x_fp if p_drop > 0 else None, jnp.asarray(lr, _fdtype(y_tgt)), key,
         steps=int(steps), batch_size=int(batch_size), schedule=schedule, reg_fn=reg_fn, reduction=reduction,
         p_drop=float(p_drop),
     )
 
 
-# --------------------------------------------------------------------------------------------
-# re-exports (§5 GPTQ, §6 packing and plans live in their own modules)
-# --------------------------------------------------------------------------------------------
-
-from zoo.quant.gptq import GPTQResult, gptq_quantize, hessian_init, hessian_update  # noqa: E402
-from zoo.quant.packing import (  # noqa: E402
-    QuantizedLinear,
-    QuantPlan,
-    apply_plan,
-    dequantize_linear,
-    dequantize_params,
-    from_autogptq,
-    from_gptq,
-    is_kernel,
-    make_plan,
-    pack_int4,
-    path_str,
-    quantized_linear,
-    storage_bits,
-    unpack_int4,
-)
-
 __all__ = [
-    "GPTQResult", "QParams", "QuantPlan", "QuantSpec", "QuantizedLinear", "apply_plan", "check_weight", "clip_codes",
-    "compute_qparams", "dequantize", "dequantize_linear", "dequantize_params", "expand", "fake_quant",
-    "fake_quant_raw", "fake_quant_ste", "floor_ste", "from_autogptq", "from_gptq", "gptq_quantize",
-    "hessian_init", "hessian_update", "is_kernel", "make_plan", "pack_int4", "path_str", "qparam_shape",
-    "quantize", "quantized_linear", "recon_loss", "reconstruct_block", "round_ste", "rtn", "storage_bits",
-    "unpack_int4",
+    "QParams", "QuantSpec", "check_weight", "clip_codes", "compute_qparams", "dequantize", "expand", "fake_quant",
+    "fake_quant_raw", "fake_quant_ste", "floor_ste", "qparam_shape", "quantize", "recon_loss", "reconstruct_block",
+    "round_ste", "rtn",
 ]

@@ -21,6 +21,18 @@ Equations -> functions:
   RTN on the initial grid                                                             -> `rtn_weight`
   block loop (§2.7): per block, FP targets on FP inputs, quantized-prefix inputs,
   Adam on the method's state, freeze hard weights, propagate                          -> `ptq`
+  reconstruction loss: mean over samples of the squared error summed over output features
+  (``rec_reduction="sum"``, the default: BRECQ / AdaRound / FlexRound code ``lp_loss`` =
+  ``.pow(2).sum(1).mean()``)                                                          -> `core.recon_loss`
+
+The reduction is part of the method, not a rescaling to ignore: AdaRound's ``λ = 0.01`` is calibrated
+against the *summed* error, so with a per-element mean the regulariser weighs ~``N_out`` times more;
+and the mean divides FlexRound's per-weight gradients by ``N_out``, which pushes them towards Adam's
+``eps`` (Adam ignores the gradient scale only while ``|g| >> eps``). ``rec_reduction="mean"`` is kept
+as an option (it is what this module used before).
+
+Dtypes: states, rounded weights and qparams follow the kernel's float dtype (at least float32;
+float64 stays float64); codes are integers.
 
 Choices that are ours (not the paper's):
   - the clip keeps torch.clamp's derivative (1 on the closed range [qmin − z, qmax − z], 0 outside);
@@ -133,15 +145,15 @@ def init_flexround(w: jax.Array, spec: QuantSpec, *, use_s4: bool | None = None,
     _check_kernel(w, spec)
     if use_s4 is None:
         use_s4 = w.ndim == 4
-    w = jnp.asarray(w, jnp.float32)
+    w = jnp.asarray(w, core._fdtype(w))
     scale, zero = _init_grid(w, spec, grid)
     n = w.shape[-1]
     s3_shape = (1,) * (w.ndim - 1) + (n,)
     return FlexRoundState(
         log_s1=jnp.log(scale),
-        log_S2=jnp.zeros(w.shape, jnp.float32),
-        log_s3=jnp.zeros(s3_shape, jnp.float32),
-        log_s4=jnp.zeros(_s4_shape(w.shape), jnp.float32) if use_s4 else None,
+        log_S2=jnp.zeros(w.shape, w.dtype),
+        log_s3=jnp.zeros(s3_shape, w.dtype),
+        log_s4=jnp.zeros(_s4_shape(w.shape), w.dtype) if use_s4 else None,
         zero=zero,
     )
 
@@ -215,7 +227,7 @@ def _flip_stats(w, st, spec):
     q, _ = _flexround_export(w, st, spec)
     s1 = jnp.exp(st.log_s1)
     q_rtn = jnp.clip(jnp.round(w / s1) + st.zero, spec.qmin, spec.qmax)
-    d = jnp.abs(q.astype(jnp.float32) - q_rtn)
+    d = jnp.abs(q.astype(q_rtn.dtype) - q_rtn)
     raw = jnp.round(_flex_u(w, st)) + st.zero
     return {
         "flip_frac": jnp.mean(d > 0),
@@ -230,8 +242,9 @@ def _flip_stats(w, st, spec):
 def rtn_weight(w: jax.Array, spec: QuantSpec, *, grid: str = "mse") -> jax.Array:
     """RTN on the initial grid: ``s · clip(round(W/s), qmin − z, qmax − z)`` (= `core.fake_quant`)."""
     _check_kernel(w, spec)
-    scale, zero = _init_grid(jnp.asarray(w, jnp.float32), spec, grid)
-    return _fake_quant(jnp.asarray(w, jnp.float32), _to_qparams(scale, zero, w.shape, spec), spec)
+    w = jnp.asarray(w, core._fdtype(w))
+    scale, zero = _init_grid(w, spec, grid)
+    return _fake_quant(w, _to_qparams(scale, zero, w.shape, spec), spec)
 
 
 _fake_quant = jax.jit(core.fake_quant_raw, static_argnames=("spec",))
@@ -250,6 +263,7 @@ class AdaRoundState(NamedTuple):
 
 def rectified_sigmoid(V: jax.Array) -> jax.Array:
     """``h(V) = clip(σ(V)(ζ − γ) + γ, 0, 1)``."""
+    core._check_numeric("V", V)
     return jnp.clip(jax.nn.sigmoid(V) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
 
 
@@ -257,7 +271,7 @@ def init_adaround(w: jax.Array, spec: QuantSpec, *, grid: str = "mse") -> AdaRou
     """``V_0 = −log((ζ − γ)/(r − γ) − 1)`` with ``r = W/s − floor(W/s)``, so ``h(V_0) = r`` and the soft
     weight starts at ``W`` wherever it is inside the range."""
     _check_kernel(w, spec)
-    w = jnp.asarray(w, jnp.float32)
+    w = jnp.asarray(w, core._fdtype(w))
     scale, zero = _init_grid(w, spec, grid)
     return AdaRoundState(V=_adaround_v0(w, scale), scale=scale, zero=zero)
 
@@ -290,16 +304,33 @@ def _adaround_weight(w, st, spec, hard):
 
 
 def adaround_reg(st: AdaRoundState, beta: jax.Array) -> jax.Array:
-    """AdaRound's rounding regulariser ``Σ (1 − |2 h(V) − 1|^β)`` (0 when every h ∈ {0, 1})."""
+    """AdaRound's rounding regulariser ``Σ (1 − |2 h(V) − 1|^β)`` (0 when every h ∈ {0, 1}); ``β > 0``."""
+    if not isinstance(st, AdaRoundState):
+        raise ValueError(f"st: expected an AdaRoundState, got {type(st).__name__}")
+    if not is_traced(beta):
+        check_array("beta", beta, finite=True)
+        if np.any(np.asarray(beta) <= 0):
+            raise ValueError(f"beta: expected a positive exponent, got {beta!r}")
     h = rectified_sigmoid(st.V)
     return jnp.sum(1.0 - jnp.abs(2.0 * h - 1.0) ** beta)
 
 
+def _check_schedule(total, warmup, start, end) -> None:
+    if isinstance(total, bool) or not isinstance(total, int | np.integer) or total < 1:
+        raise ValueError(f"total: expected a positive int (the number of steps), got {total!r}")
+    check_range("warmup", warmup, low=0.0, high=1.0, high_inclusive=False)
+    check_range("start", start, low=0.0, low_inclusive=False)
+    check_range("end", end, low=0.0, low_inclusive=False)
+
+
 def adaround_beta(step, total: int, *, warmup: float = 0.2, start: float = 20.0, end: float = 2.0) -> jax.Array:
     """BRECQ's linear temperature decay: ``start`` until ``warmup·total``, then linearly to ``end`` at
-    ``step = total`` (steps count 1..total)."""
+    ``step = total`` (steps count 1..total). ``total``: a positive int; ``warmup`` in [0, 1)."""
+    _check_schedule(total, warmup, start, end)
+    if not is_traced(step):
+        check_array("step", step, kind="iuf")
     t0 = warmup * total
-    rel = (jnp.asarray(step, jnp.float32) - t0) / max(total - t0, 1e-9)
+    rel = (jnp.asarray(step, core._fdtype(step)) - t0) / max(total - t0, 1e-9)
     return end + (start - end) * jnp.clip(1.0 - rel, 0.0, 1.0)
 
 
@@ -308,6 +339,10 @@ def adaround_reg_fn(total: int, *, lam: float = 0.01, warmup: float = 0.2, start
                         st, is_leaf=lambda x: isinstance(x, AdaRoundState))) -> Callable:  # fmt: skip
     """``reg_fn(qstate, step)`` for `core.reconstruct_block`: ``λ Σ_kernels reg(V, β(step + 1))``,
     0 while ``step + 1 < warmup·total``. ``qstate`` may be any pytree holding AdaRoundStates."""
+    _check_schedule(total, warmup, start, end)
+    check_range("lam", lam, low=0.0)
+    if not callable(weight_fn):
+        raise ValueError(f"weight_fn: expected a callable qstate -> [AdaRoundState], got {type(weight_fn).__name__}")
 
     def reg_fn(qstate, step):
         t = step + 1
@@ -332,8 +367,9 @@ class AdaQuantState(NamedTuple):
 
 
 def init_adaquant(w: jax.Array, spec: QuantSpec, *, grid: str = "mse") -> AdaQuantState:
+    """AdaQuant's state: ``V = 0``, ``log_scale10 = 10 · log s`` of the initial grid, ``zero`` fixed."""
     _check_kernel(w, spec)
-    w = jnp.asarray(w, jnp.float32)
+    w = jnp.asarray(w, core._fdtype(w))
     scale, zero = _init_grid(w, spec, grid)
     return AdaQuantState(V=jnp.zeros_like(w), log_scale10=ADAQUANT_SCALE_LR_RATIO * jnp.log(scale), zero=zero)
 
@@ -359,6 +395,8 @@ def _adaquant_weight(w, st, spec):
 
 def is_kernel(path: str, leaf: Any) -> bool:
     """Default `ptq` filter: leaves named ``kernel`` with 2 or 4 dims."""
+    if not isinstance(path, str):
+        raise ValueError(f"path: expected a '/'-joined str, got {type(path).__name__}")
     return path.split("/")[-1] == "kernel" and jnp.ndim(leaf) in (2, 4)
 
 
@@ -427,7 +465,7 @@ def ptq(
     grid: str = "mse",
     use_s4: bool | None = None,
     schedule: str = "cosine",
-    reduction: str = "mean",
+    rec_reduction: str = "sum",
     lam: float = 0.01,
     warmup: float = 0.2,
 ) -> tuple[Any, dict]:
@@ -445,17 +483,21 @@ def ptq(
       calib_x: f32[Ncal, ...] inputs of the first block (already embedded).
       method: ``"rtn"`` (no training), ``"adaround"``, ``"adaquant"``, ``"flexround"``.
       spec: per-tensor or per-channel weight quantizer (see `init_flexround`).
-      steps, batch_size, lr, key, schedule, reduction: passed to `core.reconstruct_block`.
+      steps, batch_size, lr, key, schedule: passed to `core.reconstruct_block`.
+      rec_reduction: the reconstruction loss's reduction (`core.recon_loss`): ``"sum"`` (default, the
+        papers': sum over output features, mean over samples), ``"mean"`` or ``"sum_axis1_mean"``.
       grid, use_s4: initial grid and FlexRound's s4 (see `init_flexround`); lam, warmup: AdaRound's λ
         and warm-up fraction.
 
     Returns:
-      ``(params with quantized (dequantized, f32) kernels, metrics)`` where ``metrics[block]`` holds
+      ``(params with quantized (dequantized, float) kernels, metrics)`` where ``metrics[block]`` holds
       ``recon: f32[steps]`` (absent for RTN), ``recon_final`` (block-output MSE of the hard weights on
       the calibration inputs), ``codes`` and ``qparams`` per kernel path, and for FlexRound ``flip_frac``.
     """
     check_choice("method", method, METHODS)
     check_choice("grid", grid, GRIDS)
+    check_choice("rec_reduction", rec_reduction, core.RECON_REDUCTIONS)
+    check_choice("schedule", schedule, core.RECON_SCHEDULES)
     if not callable(apply_block):
         raise ValueError(f"apply_block: expected a callable (path, block_params, x) -> y, got {apply_block!r}")
     if not isinstance(spec, QuantSpec):
@@ -480,11 +522,11 @@ def ptq(
     check_range("warmup", warmup, low=0.0, high=1.0, high_inclusive=False)
 
     out = dict(params)
-    a_fp = a_q = jnp.asarray(calib_x, jnp.float32)
+    a_fp = a_q = jnp.asarray(calib_x, core._fdtype(calib_x))
     metrics: dict[str, dict] = {}
     for i, path in enumerate(block_paths):
         bp = params[path]
-        kernels = {p: jnp.asarray(v, jnp.float32) for p, v in _leaf_paths(bp) if quantize_filter(p, v)}
+        kernels = {p: jnp.asarray(v, core._fdtype(v)) for p, v in _leaf_paths(bp) if quantize_filter(p, v)}
         if not kernels:
             raise ValueError(f"quantize_filter: selected no leaf of block {path!r}")
         y = apply_block(path, bp, a_fp)
@@ -498,7 +540,7 @@ def ptq(
             st, hist = core.reconstruct_block(
                 _BlockForward(apply_block, path, method, spec), st0, {"block": bp, "kernels": kernels}, a_q, y,
                 steps=steps, batch_size=batch_size, lr=lr, schedule=schedule, key=jax.random.fold_in(key, i),
-                reg_fn=reg_fn, reduction=reduction,
+                reg_fn=reg_fn, reduction=rec_reduction,
             )  # fmt: skip
             m["recon"] = hist["recon"]
             hard = {p: _method_weight(method, w, st[p], spec, hard=True) for p, w in kernels.items()}
@@ -521,6 +563,6 @@ def ptq(
 
 
 def _adaround_export(w, st: AdaRoundState, spec: QuantSpec):
-    h = (st.V >= 0).astype(jnp.float32)
+    h = (st.V >= 0).astype(w.dtype)
     q = jnp.clip(jnp.floor(w / st.scale) + h + st.zero, spec.qmin, spec.qmax)
     return q.astype(spec.code_dtype), _to_qparams(st.scale, st.zero, w.shape, spec)

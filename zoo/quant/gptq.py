@@ -1,5 +1,5 @@
 """GPTQ in JAX (Frantar et al., "GPTQ: Accurate Post-Training Quantization for Generative
-Pre-trained Transformers", arXiv:2210.17323), spec §5. Re-exported by ``zoo.quant.core``.
+Pre-trained Transformers", arXiv:2210.17323), spec §5. Built on ``zoo.quant.core``.
 
 Layout: ``W: f32[K, N]`` (Flax), calibration inputs ``X: f32[n, K]``; GPTQ sweeps the *rows* of
 ``W`` (torch's columns). Objective ``min_Ŵ ‖X W - X Ŵ‖²_F`` over quantized ``Ŵ``.
@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo.checks import check_array, check_range, is_traced
-from zoo.quant.core import QParams, QuantSpec, _qparams_2d, check_weight
+from zoo.quant.core import QParams, QuantSpec, _fdtype, _qparams_2d, check_weight
 
 
 class GPTQResult(NamedTuple):
@@ -46,7 +46,8 @@ class GPTQResult(NamedTuple):
 
     codes: u8/i8[K, N]; qparams: QParams of shape ``()`` (tensor), ``[1, N]`` (oc, g = -1),
     ``[K/g, N]`` (oc groups, row r uses ``qparams[g_idx[r]]``), ``[K, N/g]`` (ic);
-    g_idx: i32[K]; w_hat: f32[K, N] = dequantized codes; loss: f32[] = Σ_k ‖w_k - q_k‖²/(2U_kk²);
+    g_idx: i32[K]; w_hat: float[K, N] (w's float dtype) = dequantized codes;
+    loss: float[] = Σ_k ‖w_k - q_k‖²/(2U_kk²);
     percdamp: f32[] the damping actually used (> the requested one after a Cholesky retry).
     """
 
@@ -58,19 +59,29 @@ class GPTQResult(NamedTuple):
     percdamp: jax.Array
 
 
-def hessian_init(K: int, dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
-    """``(H, n) = (zeros[K, K], 0)``: an empty Hessian accumulator."""
+def hessian_init(K: int, dtype=None) -> tuple[jax.Array, jax.Array]:
+    """``(H, n) = (zeros[K, K], 0)``: an empty Hessian accumulator (``dtype``: a float dtype, default
+    JAX's default float; `hessian_update` promotes it to the inputs' float dtype)."""
     if isinstance(K, bool) or not isinstance(K, int | np.integer) or K < 1:
         raise ValueError(f"K: expected a positive int, got {K!r}")
+    dtype = jax.dtypes.canonicalize_dtype(float) if dtype is None else dtype
+    try:
+        ok = jnp.issubdtype(dtype, jnp.floating)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"dtype: expected a float dtype, got {dtype!r}")
     return jnp.zeros((K, K), dtype), jnp.zeros((), jnp.int32)
 
 
 @jax.jit
 def _hessian_update(H, n, x):
     m = x.shape[0]
-    xf = x.reshape(-1, x.shape[-1]).astype(H.dtype)
-    tot = (n + m).astype(H.dtype)
-    return H * (n.astype(H.dtype) / tot) + (2.0 / tot) * (xf.T @ xf), n + m
+    dt = _fdtype(H, x)
+    H = H.astype(dt)
+    xf = x.reshape(-1, x.shape[-1]).astype(dt)
+    tot = (n + m).astype(dt)
+    return H * (n.astype(dt) / tot) + (2.0 / tot) * (xf.T @ xf), n + m
 
 
 def hessian_update(H: jax.Array, n: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -80,12 +91,14 @@ def hessian_update(H: jax.Array, n: jax.Array, x: jax.Array) -> tuple[jax.Array,
       H: f32[K, K]; n: i32[] rows seen so far.
       x: f32[m, K] or f32[m, T, K] (then the ``m·T`` token rows all enter ``XᵀX`` but ``n``
         counts ``m``, as the reference counts sequences).
-    Returns ``(H·n/(n+m) + 2/(n+m)·XᵀX, n + m)``.
+    Returns ``(H·n/(n+m) + 2/(n+m)·XᵀX, n + m)``, ``H`` in the inputs' float dtype (at least float32).
     """
     check_array("H", H, ndim=2)
+    if not is_traced(n) and (np.ndim(n) != 0 or int(n) < 0):
+        raise ValueError(f"n: expected a non-negative int scalar (rows seen so far), got {n!r}")
     K = jnp.shape(H)[0]
     check_array("H", H, shape=(K, K))
-    check_array("x", x, ndim=(2, 3))
+    check_array("x", x, ndim=(2, 3), kind="iuf")
     if jnp.shape(x)[-1] != K:
         raise ValueError(f"x: expected last dim K={K} (the Hessian's size), got shape {tuple(jnp.shape(x))}")
     if jnp.shape(x)[0] == 0:

@@ -1,5 +1,5 @@
 """int4/int8 storage of quantized dense layers and quantization plans over Flax params (spec §6).
-Re-exported by ``zoo.quant.core``.
+Built on ``zoo.quant.core``. Dequantized values follow the scales' float dtype (at least float32).
 
 Packing (the contract with ``zoo.kernels.dequant_matmul``):
 
@@ -37,7 +37,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo.checks import check_array, check_choice, is_traced
-from zoo.quant.core import QParams, QuantSpec, _check_spec, check_weight, compute_qparams, fake_quant, quantize
+from zoo.quant.core import (
+    QParams,
+    QuantSpec,
+    QPARAM_METHODS,
+    _check_spec,
+    _fdtype,
+    check_weight,
+    compute_qparams,
+    fake_quant,
+    qparam_shape,
+    quantize,
+)
 
 CONTAINERS = ("u32", "u8")
 _PER_WORD = {"u32": 8, "u8": 2}
@@ -147,25 +158,32 @@ class QuantizedLinear:
         return K // self.scales.shape[0] if self.group_axis == "oc" else N // self.scales.shape[1]
 
     def apply(self, x: jax.Array, *, use_kernel: bool = False) -> jax.Array:
-        """``x: f[..., K] -> f[..., N]``: ``x[..., perm] @ ŵ_stored + b`` in f32, cast to ``x.dtype``.
+        """``x: f[..., K] -> f[..., N]``: ``x[..., perm] @ ŵ_stored + b`` in the promoted float dtype of ``x``
+        and the scales (at least float32), cast to ``x.dtype``.
 
         ``use_kernel=True`` runs `zoo.kernels.dequant_matmul` (dequantized inside the matmul tiles;
         interpret mode on CPU) on the stored codes instead of materialising ``ŵ``.
         """
+        check_array("x", x, kind="iuf", finite=False)
+        K, N = self.shape
+        if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != K:
+            raise ValueError(f"x: expected last dim K={K} (the layer's input features), "
+                             f"got shape {tuple(jnp.shape(x))}")  # fmt: skip
         xs = x if self.perm is None else jnp.take(x, self.perm, axis=-1)
+        dt = _fdtype(x, self.scales)
         if use_kernel:
             from zoo.kernels.dequant_matmul import dequant_matmul
 
-            K, N = self.shape
             gs = self.group_size
             group_size = None if (self.group_axis == "oc" and gs == K) else gs
+            # the kernel computes in float32 (its contract), whatever x's dtype
             y = dequant_matmul(xs.reshape(-1, K).astype(jnp.float32), self.qweight, self.scales, self.zeros,
                                bits=self.bits, group_size=group_size, group_axis=self.group_axis)  # fmt: skip
             y = y.reshape(*x.shape[:-1], N)
         else:
-            y = xs.astype(jnp.float32) @ dequantize_linear(self, stored=True)
+            y = xs.astype(dt) @ dequantize_linear(self, stored=True).astype(dt)
         if self.bias is not None:
-            y = y + self.bias.astype(jnp.float32)
+            y = y + self.bias.astype(y.dtype)
         return y.astype(x.dtype)
 
     __call__ = apply
@@ -173,20 +191,25 @@ class QuantizedLinear:
 
 def storage_bits(bits: int) -> int:
     """Container width for a quantizer of ``bits``: 4 for 2..4, 8 for 5..8."""
+    if isinstance(bits, bool) or not isinstance(bits, int | np.integer) or not 2 <= bits <= 8:
+        raise ValueError(f"bits: expected an int in [2, 8], got {bits!r}")
     return 4 if bits <= 4 else 8
 
 
 def dequantize_linear(ql: QuantizedLinear, *, stored: bool = False) -> jax.Array:
-    """The jnp reference dequantization: f32[K, N].
+    """The jnp reference dequantization: float[K, N] (the scales' float dtype, at least float32).
 
     ``stored=False`` (default): rows in the original order, so ``x @ dequantize_linear(ql) + b``
     is the layer's output. ``stored=True``: rows as stored (``perm`` order), what a kernel
     multiplies ``x[:, perm]`` with.
     """
+    if not isinstance(ql, QuantizedLinear):
+        raise ValueError(f"ql: expected a QuantizedLinear, got {type(ql).__name__}")
+    dt = _fdtype(ql.scales)
     q = unpack_int4(ql.qweight) if ql.bits == 4 else ql.qweight
-    q = q.astype(jnp.float32)
+    q = q.astype(dt)
     K, N = q.shape
-    s, z = ql.scales.astype(jnp.float32), ql.zeros.astype(jnp.float32)
+    s, z = ql.scales.astype(dt), ql.zeros.astype(dt)
     if ql.group_axis == "oc":
         if ql.g_idx is not None:
             s, z = s[ql.g_idx], z[ql.g_idx]
@@ -214,7 +237,7 @@ def quantized_linear(
     *,
     g_idx: jax.Array | None = None,
     bias: jax.Array | None = None,
-    scale_dtype: Any = jnp.float32,
+    scale_dtype: Any = None,
     container: str = "u32",
 ) -> QuantizedLinear:
     """Build a `QuantizedLinear` from codes ``[K, N]`` and their qparams (from `rtn`, `gptq_quantize`, ...).
@@ -224,15 +247,26 @@ def quantized_linear(
         ``[G, N]``, row k uses ``qparams[g_idx[k]]``).
       g_idx: i32[K] for oc groups that are not ``k // g`` (GPTQ act-order with dynamic groups);
         the rows are then stored permuted by ``perm = argsort(g_idx)`` so groups are contiguous.
-      bias: f[N] | None. scale_dtype: storage dtype of the scales. container: ``"u32"`` | ``"u8"`` (4-bit).
+      bias: f[N] | None. scale_dtype: storage dtype of the scales (None: their float dtype, at least
+        float32). container: ``"u32"`` | ``"u8"`` (4-bit).
     Eager only (reads ``g_idx`` on the host).
     """
     _check_spec(spec)
     check_choice("container", container, CONTAINERS)
     check_array("codes", codes, ndim=2, kind="iu")
     K, N = jnp.shape(codes)
+    if not (isinstance(qparams, tuple) and len(qparams) == 2):
+        raise ValueError(f"qparams: expected QParams(scale, zero), got {type(qparams).__name__}")
+    want = qparam_shape((K, N), spec)
+    for f, v in zip(("scale", "zero"), qparams):
+        if tuple(jnp.shape(v)) != tuple(want):
+            raise ValueError(f"qparams.{f}: expected shape {tuple(want)} for codes of shape {(K, N)}, got "
+                             f"{tuple(jnp.shape(v))}")  # fmt: skip
+        check_array(f"qparams.{f}", v)
+    dt = _fdtype(qparams.scale)
+    scale_dtype = dt if scale_dtype is None else scale_dtype
     q = jnp.asarray(codes).astype(jnp.int32)
-    s, z = jnp.asarray(qparams.scale, jnp.float32), jnp.asarray(qparams.zero, jnp.float32)
+    s, z = jnp.asarray(qparams.scale, dt), jnp.asarray(qparams.zero, dt)
     if spec.symmetric:  # signed -> unsigned with the offset as zero point
         off = 2 ** (spec.bits - 1)
         q, z = q + off, z + off
@@ -266,6 +300,9 @@ def quantized_linear(
 
 def from_gptq(res: Any, spec: QuantSpec, **kw) -> QuantizedLinear:
     """`quantized_linear` from a `GPTQResult` (passes its ``g_idx`` for oc groups)."""
+    if not all(hasattr(res, f) for f in ("codes", "qparams", "g_idx")):
+        raise ValueError(f"res: expected a GPTQResult (codes, qparams, g_idx), got {type(res).__name__}")
+    _check_spec(spec)
     g_idx = res.g_idx if (spec.granularity == "oc" and spec.group_size != -1) else None
     return quantized_linear(res.codes, res.qparams, spec, g_idx=g_idx, **kw)
 
@@ -277,10 +314,21 @@ def from_autogptq(qweight, qzeros, scales, g_idx=None, *, bias=None, v1: bool = 
     check_array("qweight", qweight, ndim=2, kind="iu")
     check_array("qzeros", qzeros, ndim=2, kind="iu")
     check_array("scales", scales, ndim=2)
+    G = jnp.shape(scales)[0]
+    if jnp.shape(qzeros) != (G, jnp.shape(scales)[1] // 8) or jnp.shape(scales)[1] % 8:
+        raise ValueError(f"qzeros: expected shape ({G}, N/8) with N={jnp.shape(scales)[1]} a multiple of 8 "
+                         f"(scales' shape {tuple(jnp.shape(scales))}), got {tuple(jnp.shape(qzeros))}")  # fmt: skip
+    if jnp.shape(qweight)[1] != jnp.shape(scales)[1]:
+        raise ValueError(f"qweight: expected N={jnp.shape(scales)[1]} columns like scales, got shape "
+                         f"{tuple(jnp.shape(qweight))}")  # fmt: skip
+    if g_idx is not None:
+        check_array("g_idx", g_idx, shape=(8 * jnp.shape(qweight)[0],), kind="iu")
+        gi_np = np.asarray(g_idx)
+        if gi_np.size and (gi_np.min() < 0 or gi_np.max() >= G):
+            raise ValueError(f"g_idx: expected group ids in [0, {G}), got values in [{gi_np.min()}, {gi_np.max()}]")
     qw = jax.lax.bitcast_convert_type(jnp.asarray(qweight, jnp.int32), jnp.uint32)
     qz = jax.lax.bitcast_convert_type(jnp.asarray(qzeros, jnp.int32), jnp.uint32)
     z = unpack_int4(qz.T).T.astype(jnp.int32) + (1 if v1 else 0)  # packed along N: transpose, unpack rows
-    G = scales.shape[0]
     gi = None if g_idx is None else np.asarray(g_idx)
     perm = None
     if gi is not None and not _is_contiguous(gi, G):
@@ -303,6 +351,8 @@ PLAN_MODES = ("fake", "packed")
 
 def path_str(path: Sequence[Any]) -> str:
     """A ``jax.tree_util`` key path as ``"Dense_0/kernel"``."""
+    if isinstance(path, str) or not isinstance(path, Sequence):
+        raise ValueError(f"path: expected a sequence of jax.tree_util keys, got {type(path).__name__}")
     parts = []
     for k in path:
         for attr in ("key", "name", "idx"):
@@ -316,6 +366,8 @@ def path_str(path: Sequence[Any]) -> str:
 
 def is_kernel(path: str, x: Any) -> bool:
     """Default filter: a leaf named ``kernel`` with >= 2 dims (Flax Dense / Conv weights)."""
+    if not isinstance(path, str):
+        raise ValueError(f"path: expected a '/'-joined str (see path_str), got {type(path).__name__}")
     return path.split("/")[-1] == "kernel" and jnp.ndim(x) >= 2
 
 
@@ -329,8 +381,13 @@ def make_plan(
     first rule whose regex ``re.search``-es the path decides (``None`` = keep float, e.g.
     ``{"head": QuantSpec(bits=8)}``), else ``default``."""
     items = list(rules.items()) if isinstance(rules, Mapping) else list(rules)
+    if not callable(where):
+        raise ValueError(f"where: expected a callable (path, x) -> bool, got {type(where).__name__}")
     compiled = []
-    for pat, spec in items:
+    for item in items:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+            raise ValueError(f"rules: expected (regex str, QuantSpec | None) pairs, got {item!r}")
+        pat, spec = item
         if spec is not None:
             _check_spec(spec)
         try:
@@ -367,7 +424,7 @@ def apply_plan(
     *,
     method: str = "minmax",
     mode: str = "fake",
-    scale_dtype: Any = jnp.float32,
+    scale_dtype: Any = None,
 ) -> Any:
     """Quantize the selected leaves of a params pytree with RTN (``compute_qparams(method)``).
 
@@ -382,6 +439,7 @@ def apply_plan(
         restores the shape only for 2-D leaves, so pack convs only for storage).
     """
     check_choice("mode", mode, PLAN_MODES)
+    check_choice("method", method, QPARAM_METHODS)
     plan = _as_plan(plan)
 
     def one(path, x):
@@ -399,10 +457,19 @@ def apply_plan(
     return jax.tree_util.tree_map_with_path(one, params)
 
 
-def dequantize_params(params: Any, dtype: Any = jnp.float32) -> Any:
-    """Replace every `QuantizedLinear` leaf by ``dequantize_linear(leaf).astype(dtype)``."""
+def dequantize_params(params: Any, dtype: Any = None) -> Any:
+    """Replace every `QuantizedLinear` leaf by ``dequantize_linear(leaf).astype(dtype)`` (None: keep the
+    dequantized float dtype, that of the scales promoted to at least float32)."""
+    if dtype is not None:
+        try:
+            ok = jnp.issubdtype(dtype, jnp.floating)
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"dtype: expected None or a float dtype, got {dtype!r}")
     return jax.tree_util.tree_map(
-        lambda x: dequantize_linear(x).astype(dtype) if isinstance(x, QuantizedLinear) else x,
+        lambda x: (dequantize_linear(x) if dtype is None else dequantize_linear(x).astype(dtype))
+        if isinstance(x, QuantizedLinear) else x,
         params,
         is_leaf=lambda x: isinstance(x, QuantizedLinear),
     )
