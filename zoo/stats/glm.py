@@ -22,7 +22,8 @@ weights. Float64 is recommended (``jax.enable_x64(True)``); the gradient-norm to
 Choices that are the zoo's: Armijo constant 0.25 and step shrink 0.5 (the multiplicity spec's
 defaults) with a rounding slack of 16 eps |L| (so that full Newton steps are taken at the optimum); up to
 40 halvings; a non-finite Newton direction (singular Hessian, e.g. separable data
-with ``lam = 0``) falls back to the steepest-descent direction.
+with ``lam = 0``) falls back to the steepest-descent direction. Every public function checks the
+shapes of its arguments (also under ``jit``) and their finiteness on concrete inputs.
 """
 
 from __future__ import annotations
@@ -60,11 +61,15 @@ class NewtonInfo(NamedTuple):
 def add_intercept(X: jax.Array) -> jax.Array:
     """``X: f[n, d] -> Xt: f[n, d+1]`` with a trailing column of ones (the intercept)."""
     X = jnp.asarray(X)
+    check_array("X", X, ndim=2)
     return jnp.concatenate([X, jnp.ones((X.shape[0], 1), X.dtype)], axis=1)
 
 
 def penalty_mask(d: int, *, penalize_intercept: bool = False, dtype=None) -> jax.Array:
     """``m: f[d+1]``: ones on the ``d`` feature weights, ``penalize_intercept`` on the last entry."""
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
+        raise TypeError(f"d: expected an int (the number of features), got {type(d).__name__}")
+    check_range("d", int(d), low=0)
     m = np.ones(d + 1)
     m[-1] = float(penalize_intercept)
     return jnp.asarray(m, dtype=dtype)
@@ -72,6 +77,27 @@ def penalty_mask(d: int, *, penalize_intercept: bool = False, dtype=None) -> jax
 
 def _weights(ys, sw):
     return jnp.ones_like(ys) if sw is None else jnp.asarray(sw, ys.dtype)
+
+
+def _check_glm(w, Xt, ys, lam, pen_mask, sw=None):
+    """Shapes (always, also under ``jit``) and finiteness (concrete inputs only) of the GLM arguments.
+
+    Returns them as arrays; ``w`` may be None (not checked)."""
+    Xt, ys, pen_mask = jnp.asarray(Xt), jnp.asarray(ys), jnp.asarray(pen_mask)
+    check_array("Xt", Xt, ndim=2, min_size=1)
+    n, k = Xt.shape
+    if w is not None:
+        w = jnp.asarray(w)
+        check_array("w", w, shape=(k,))
+    check_array("ys", ys, shape=(n,))
+    check_array("pen_mask", pen_mask, shape=(k,))
+    check_array("lam", lam if hasattr(lam, "shape") else np.asarray(lam), ndim=0)
+    if not is_traced(lam) and float(lam) < 0:
+        raise ValueError(f"lam: expected a value >= 0, got {float(lam)!r}")
+    if sw is not None:
+        sw = jnp.asarray(sw)
+        check_array("sw", sw, shape=(n,))
+    return w, Xt, ys, pen_mask, sw
 
 
 def logistic_objective(w, Xt, ys, lam, pen_mask, sw=None):
@@ -82,6 +108,7 @@ def logistic_objective(w, Xt, ys, lam, pen_mask, sw=None):
       lam: f[] ridge strength >= 0. pen_mask: f[d+1] (1 penalised, 0 free). sw: f[n] weights or None.
     Returns: f[].
     """
+    w, Xt, ys, pen_mask, sw = _check_glm(w, Xt, ys, lam, pen_mask, sw)
     v = _weights(ys, sw)
     s = Xt @ w
     return jnp.sum(v * jax.nn.softplus(-ys * s)) / jnp.sum(v) + 0.5 * lam * jnp.sum(pen_mask * w * w)
@@ -89,6 +116,7 @@ def logistic_objective(w, Xt, ys, lam, pen_mask, sw=None):
 
 def logistic_grad(w, Xt, ys, lam, pen_mask, sw=None):
     """Closed-form ``g(w) = -Xt^T (v ys sigmoid(-ys s)) / sum v + lam m w``: f[d+1]."""
+    w, Xt, ys, pen_mask, sw = _check_glm(w, Xt, ys, lam, pen_mask, sw)
     v = _weights(ys, sw)
     s = Xt @ w
     r = -v * ys * jax.nn.sigmoid(-ys * s)
@@ -97,6 +125,7 @@ def logistic_grad(w, Xt, ys, lam, pen_mask, sw=None):
 
 def logistic_hess(w, Xt, ys, lam, pen_mask, sw=None):
     """Closed-form ``H(w) = Xt^T diag(v q) Xt / sum v + lam diag(m)``, ``q = sigmoid(s) sigmoid(-s)``: f[d+1, d+1]."""
+    w, Xt, ys, pen_mask, sw = _check_glm(w, Xt, ys, lam, pen_mask, sw)
     v = _weights(ys, sw)
     s = Xt @ w
     q = v * jax.nn.sigmoid(s) * jax.nn.sigmoid(-s)
@@ -128,6 +157,20 @@ def newton_logistic(
       ``(w: f[d+1], NewtonInfo)``. The loop also stops when a line search cannot decrease the
       tilted objective (stagnation at machine precision); ``converged`` then reports the gradient test.
     """
+    _, Xt, ys, pen_mask, sw = _check_glm(None, Xt, ys, lam, pen_mask, sw)
+    if not jnp.issubdtype(Xt.dtype, jnp.floating):
+        raise TypeError(f"Xt: expected a floating dtype, got {Xt.dtype}")
+    k = Xt.shape[1]
+    for name, v in (("tilt", tilt), ("w_init", w_init)):
+        if v is not None:
+            check_array(name, v, shape=(k,))
+    for name, v, low in (("max_iter", max_iter, 1), ("max_halvings", max_halvings, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
+    for name, v, lo, hi in (("tol", tol, 0.0, None), ("armijo", armijo, 0.0, 1.0), ("shrink", shrink, 0.0, 1.0)):
+        if not is_traced(v):
+            check_array(name, np.asarray(v, np.float64), ndim=0)
+            check_range(name, float(v), low=lo, high=hi, low_inclusive=name == "tol", high_inclusive=False)
     dtype = Xt.dtype
     c = jnp.zeros(Xt.shape[1], dtype) if tilt is None else jnp.asarray(tilt, dtype)
     w = jnp.zeros(Xt.shape[1], dtype) if w_init is None else jnp.asarray(w_init, dtype)
@@ -178,6 +221,11 @@ def newton_logistic(
     return w, info
 
 
+def _as_array(x):
+    """``x`` itself when it has a shape (numpy, jax, tracer), else ``np.asarray(x)`` (lists, scalars)."""
+    return x if hasattr(x, "shape") else np.asarray(x)
+
+
 def _check_binary(name, y):
     check_array(name, y, ndim=1)
     y_np = None if is_traced(y) else np.asarray(y)
@@ -212,6 +260,7 @@ def fit_logistic(
     Returns:
       ``(w: f[d+1] (intercept last), NewtonInfo)``.
     """
+    X, y = _as_array(X), _as_array(y)
     check_array("X", X, ndim=2, min_size=2)
     _check_binary("y", y)
     if X.shape[0] != y.shape[0]:

@@ -103,6 +103,7 @@ def make_problem(X, y, lam: float = 1e-2, penalize_intercept: bool = False) -> P
     ``lam`` >= 0 is on the mean-loss scale (scikit-learn ``C = 1 / (n lam)``). ``lam = 0`` with
     linearly separable data raises (the Rashomon set is unbounded).
     """
+    X, y = glm._as_array(X), glm._as_array(y)
     check_array("X", X, ndim=2, min_size=2)
     glm._check_binary("y", y)
     if X.shape[0] != y.shape[0]:
@@ -121,30 +122,77 @@ def make_problem(X, y, lam: float = 1e-2, penalize_intercept: bool = False) -> P
     return Problem(Xt=Xt, ys=ys, lam=jnp.asarray(lam, dtype), pen_mask=m)
 
 
+def _check_problem(prob) -> None:
+    """``prob`` must be a :class:`Problem` (from :func:`make_problem`); shapes of its fields."""
+    if not isinstance(prob, Problem):
+        raise TypeError(f"prob: expected a Problem (from make_problem), got {type(prob).__name__}")
+    check_array("prob.Xt", prob.Xt, ndim=2, finite=False)
+    check_array("prob.ys", prob.ys, shape=(prob.Xt.shape[0],), finite=False)
+    check_array("prob.pen_mask", prob.pen_mask, shape=(prob.Xt.shape[1],), finite=False)
+
+
+def _check_vec(name: str, v, prob: Problem):
+    """``v: f[d+1]`` (a weight vector or an augmented point) of ``prob``'s width; returned as an array."""
+    v = jnp.asarray(v)
+    k = prob.Xt.shape[1]
+    if v.shape != (k,):
+        raise ValueError(f"{name}: expected shape ({k},) (d+1 = {k}, intercept last), got {tuple(v.shape)}")
+    check_array(name, v)
+    return v
+
+
+def _check_scalar(name: str, v) -> None:
+    check_array(name, v if hasattr(v, "shape") else np.asarray(v, np.float64), ndim=0)
+
+
 def objective(w, prob: Problem):
     """``L(w)``: f[] (mean logistic loss + ridge on the masked weights)."""
+    _check_problem(prob)
+    w = _check_vec("w", w, prob)
     return glm.logistic_objective(w, prob.Xt, prob.ys, prob.lam, prob.pen_mask)
 
 
 def grad(w, prob: Problem):
     """Closed-form ``grad L(w)``: f[d+1]."""
+    _check_problem(prob)
+    w = _check_vec("w", w, prob)
     return glm.logistic_grad(w, prob.Xt, prob.ys, prob.lam, prob.pen_mask)
 
 
 def hess(w, prob: Problem):
     """Closed-form ``hess L(w)``: f[d+1, d+1]."""
+    _check_problem(prob)
+    w = _check_vec("w", w, prob)
     return glm.logistic_hess(w, prob.Xt, prob.ys, prob.lam, prob.pen_mask)
 
 
-@functools.partial(jax.jit, static_argnames=("max_iter",))
+def _check_solver(max_iter, tol) -> None:
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter: expected an int >= 1, got {max_iter!r}")
+    if not is_traced(tol):
+        _check_scalar("tol", tol)
+        check_range("tol", float(tol), low=0.0)
+
+
 def fit_baseline(prob: Problem, *, max_iter: int = 50, tol: float = 1e-10):
-    """``(w0: f[d+1], L0: f[], info: glm.NewtonInfo)``: the ERM minimiser by Newton with Armijo search."""
+    """``(w0: f[d+1], L0: f[], info: glm.NewtonInfo)``: the ERM minimiser by Newton with Armijo search (jitted)."""
+    _check_problem(prob)
+    _check_solver(max_iter, tol)
+    return _fit_baseline(prob, max_iter=max_iter, tol=tol)
+
+
+@functools.partial(jax.jit, static_argnames=("max_iter",))
+def _fit_baseline(prob: Problem, *, max_iter: int = 50, tol: float = 1e-10):
     w0, info = glm.newton_logistic(prob.Xt, prob.ys, prob.lam, prob.pen_mask, max_iter=max_iter, tol=tol)
     return w0, info.objective, info
 
 
 def tilted_solve(prob: Problem, x, nu, w_init, *, max_iter: int = 50, tol: float = 1e-10):
     """``w(nu) = argmin_w L(w) - nu x^T w`` by Newton from ``w_init``: f[d+1] (``x: f[d+1]`` augmented)."""
+    _check_problem(prob)
+    x, w_init = _check_vec("x", x, prob), _check_vec("w_init", w_init, prob)
+    _check_scalar("nu", nu)
+    _check_solver(max_iter, tol)
     w, _ = glm.newton_logistic(prob.Xt, prob.ys, prob.lam, prob.pen_mask, tilt=nu * x, w_init=w_init,
                                max_iter=max_iter, tol=tol)
     return w
@@ -152,6 +200,10 @@ def tilted_solve(prob: Problem, x, nu, w_init, *, max_iter: int = 50, tol: float
 
 def leverage(prob: Problem, w0, eval_x):
     """``xt^T H0^{-1} xt`` for every row of ``eval_x: f[m, d+1]``: f[m]."""
+    _check_problem(prob)
+    w0 = _check_vec("w0", w0, prob)
+    eval_x = jnp.asarray(eval_x)
+    _check_eval_x(prob, eval_x)
     H0 = hess(w0, prob)
     return jnp.sum(eval_x * jnp.linalg.solve(H0, eval_x.T).T, axis=1)
 
@@ -163,6 +215,19 @@ def extreme_score(prob: Problem, w0, L0, H0inv, x, eps, sign, *, max_outer: int 
     Safeguarded Newton on the multiplier nu (see the module docstring).
     Returns ``(score: f[] = x^T w, w: f[d+1], nu: f[], n_iter: i32[])`` with ``w`` the last feasible model.
     """
+    _check_problem(prob)
+    w0, x = _check_vec("w0", w0, prob), _check_vec("x", x, prob)
+    _check_scalar("L0", L0)
+    k = prob.Xt.shape[1]
+    H0inv = jnp.asarray(H0inv)
+    check_array("H0inv", H0inv, shape=(k, k))
+    _check_eps(eps)
+    _check_scalar("sign", sign)
+    if not is_traced(sign) and float(sign) not in (-1.0, 1.0):
+        raise ValueError(f"sign: expected +1 (the maximum) or -1 (the minimum), got {float(sign)!r}")
+    _check_solver(max_iter, tol)
+    if isinstance(max_outer, bool) or not isinstance(max_outer, (int, np.integer)) or max_outer < 1:
+        raise ValueError(f"max_outer: expected an int >= 1, got {max_outer!r}")
     d = sign * x
     dtype = w0.dtype
     target = eps - (1e-12 + 1e-9 * eps)
@@ -227,13 +292,12 @@ def _vpr_core(prob, w0, L0, eps, eval_x, max_outer=60, max_iter=50, tol=1e-10, b
 
 def _check_eps(eps):
     if not is_traced(eps):
+        _check_scalar("eps", eps)
         check_range("eps", float(eps), low=0.0)
-        if not np.isfinite(float(eps)):
-            raise ValueError(f"eps: expected a finite value >= 0, got {eps}")
 
 
 def _check_eval_x(prob, eval_x):
-    check_array("eval_x", eval_x, ndim=2)
+    check_array("eval_x", eval_x, ndim=2, min_size=1)
     if eval_x.shape[1] != prob.Xt.shape[1]:
         raise ValueError(
             f"eval_x: expected augmented rows [x; 1] of width d+1 = {prob.Xt.shape[1]}, got width {eval_x.shape[1]}"
@@ -252,13 +316,20 @@ def viable_prediction_range(prob: Problem, eps, eval_x=None, *, relative: bool =
     Returns dict: ``lo, hi, p0: f[m]`` (probabilities), ``s_lo, s_hi, s0: f[m]`` (scores),
     ``w_lo, w_hi: f[m, d+1]`` (the extreme models), ``iters_lo, iters_hi``, and ``eval_x, eps, w0, L0``.
     """
+    _check_problem(prob)
     _check_eps(eps)
     eval_x = prob.Xt if eval_x is None else jnp.asarray(eval_x, prob.Xt.dtype)
     _check_eval_x(prob, eval_x)
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"batch: expected an int >= 1, got {batch!r}")
+    _check_solver(max_iter, tol)
     if baseline is None:
         w0, L0, _ = fit_baseline(prob)
     else:
-        w0, L0 = baseline
+        if not (isinstance(baseline, (tuple, list)) and len(baseline) >= 2):
+            raise ValueError(f"baseline: expected (w0, L0) from fit_baseline, got {type(baseline).__name__}")
+        w0, L0 = _check_vec("baseline[0] (w0)", baseline[0], prob), baseline[1]
+        _check_scalar("baseline[1] (L0)", L0)
     eps_abs = eps * L0 if relative else jnp.asarray(eps, prob.Xt.dtype)
     (s_lo, w_lo, _, it_lo), (s_hi, w_hi, _, it_hi) = _vpr_core(prob, w0, L0, eps_abs, eval_x, max_outer, max_iter,
                                                                tol, batch)
@@ -272,11 +343,22 @@ def viable_prediction_range(prob: Problem, eps, eval_x=None, *, relative: bool =
 
 def _check_delta(delta):
     if not is_traced(delta):
+        _check_scalar("delta", delta)
         check_range("delta", float(delta), low=0.0, high=1.0, low_inclusive=False)
+
+
+_VPR_KEYS = ("lo", "hi", "p0", "w_lo", "w_hi", "eval_x", "eps", "L0")
+
+
+def _check_vpr(vpr, keys=_VPR_KEYS) -> None:
+    if not isinstance(vpr, dict) or any(k not in vpr for k in keys):
+        got = sorted(vpr) if isinstance(vpr, dict) else type(vpr).__name__
+        raise ValueError(f"vpr: expected the dict of viable_prediction_range (keys {', '.join(keys)}), got {got}")
 
 
 def ambiguity_mask(vpr: dict, delta) -> jax.Array:
     """``bool[m]``: some model in S_eps moves the point's risk by >= delta (``max(u - p, p - l) >= delta``)."""
+    _check_vpr(vpr, ("lo", "hi", "p0"))
     _check_delta(delta)
     return jnp.maximum(vpr["hi"] - vpr["p0"], vpr["p0"] - vpr["lo"]) >= delta
 
@@ -292,6 +374,8 @@ def discrepancy_bounds(prob: Problem, vpr: dict, delta, extra_candidates=None):
     ``D_lb`` is the best share of conflicts over the 2m extreme models of ``vpr`` (and the rows of
     ``extra_candidates: f[c, d+1]`` that lie in S_eps). Returns ``(lower: f[], upper: f[], argmax_model: f[d+1])``.
     """
+    _check_problem(prob)
+    _check_vpr(vpr)
     _check_delta(delta)
     cands = jnp.concatenate([vpr["w_lo"], vpr["w_hi"]])
     feas = jnp.ones(cands.shape[0], bool)
@@ -317,7 +401,11 @@ def _discrepancy(cands, feas, eval_x, p0, delta, upper):
 
 def quadratic_vpr(prob: Problem, w0, eps, eval_x):
     """Small-eps approximation ``s0 -+ sqrt(2 eps xt^T H0^-1 xt)``: ``(s_lo: f[m], s_hi: f[m])``."""
+    _check_problem(prob)
+    _check_eps(eps)
+    w0 = _check_vec("w0", w0, prob)
     eval_x = jnp.asarray(eval_x, prob.Xt.dtype)
+    _check_eval_x(prob, eval_x)
     s0 = eval_x @ w0
     half = jnp.sqrt(2.0 * eps * leverage(prob, w0, eval_x))
     return s0 - half, s0 + half
@@ -348,13 +436,25 @@ def _constrained_min(prob, x, t, w_start, n_newton=30):
     return objective(w, prob), w
 
 
-@functools.partial(jax.jit, static_argnames=("n_bisect",))
 def score_constrained_vpr(prob: Problem, w0, L0, eps, eval_x, n_bisect: int = 80):
     """Oracle (formulation 2): the roots of ``l*(t) = L0 + eps`` on either side of ``t0 = x^T w0``.
 
     Bracket by doubling from the quadratic-model half-width, then ``n_bisect`` bisection steps.
-    Returns ``(s_lo: f[m], s_hi: f[m])``. Slow (nested Newton in bisection): for tests.
+    Returns ``(s_lo: f[m], s_hi: f[m])``. Slow (nested Newton in bisection): for tests. Jitted.
     """
+    _check_problem(prob)
+    w0 = _check_vec("w0", w0, prob)
+    _check_scalar("L0", L0)
+    _check_eps(eps)
+    eval_x = jnp.asarray(eval_x, prob.Xt.dtype)
+    _check_eval_x(prob, eval_x)
+    if isinstance(n_bisect, bool) or not isinstance(n_bisect, (int, np.integer)) or n_bisect < 1:
+        raise ValueError(f"n_bisect: expected an int >= 1, got {n_bisect!r}")
+    return _score_constrained_vpr(prob, w0, L0, eps, eval_x, int(n_bisect))
+
+
+@functools.partial(jax.jit, static_argnames=("n_bisect",))
+def _score_constrained_vpr(prob: Problem, w0, L0, eps, eval_x, n_bisect: int = 80):
     H0inv = jnp.linalg.inv(hess(w0, prob))
 
     def side(x, sign):
@@ -420,8 +520,13 @@ def make_two_groups(seed: int, *, n_maj: int = 400, n_min: int = 40, shift: floa
 
 def add_outliers(seed: int, X, y, *, k: int = 10, scale: float = 5.0) -> dict[str, np.ndarray]:
     """Append ``k`` outliers: random rows of X pushed ``scale`` SDs out, with flipped labels; ``"outlier"`` marks them."""
-    rng = np.random.default_rng(seed)
     X, y = np.asarray(X, float), np.asarray(y)
+    check_array("X", X, ndim=2, min_size=1)
+    check_array("y", y, shape=(X.shape[0],))
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise ValueError(f"k: expected an int >= 0 (the number of outliers), got {k!r}")
+    _check_scalar("scale", scale)
+    rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(y), size=k)
     Xo = X[idx] + scale * X.std(axis=0) * rng.choice([-1.0, 1.0], size=(k, X.shape[1]))
     return {"x": np.concatenate([X, Xo]), "y": np.concatenate([y, 1 - y[idx]]).astype(np.int32),
@@ -430,6 +535,11 @@ def add_outliers(seed: int, X, y, *, k: int = 10, scale: float = 5.0) -> dict[st
 
 def make_separable(seed: int, *, n: int = 200, d: int = 2, margin: float = 0.5) -> dict[str, np.ndarray]:
     """Linearly separable data: x ~ N(0, I), label = 1[x_0 > 0], points within ``margin`` of the plane pushed out."""
+    for name, v in (("n", n), ("d", d)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
+    _check_scalar("margin", margin)
+    check_range("margin", float(margin), low=0.0)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, d))
     x[:, 0] += np.sign(x[:, 0]) * margin

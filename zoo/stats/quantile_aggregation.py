@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from zoo.checks import check_array, check_choice, check_range
+from zoo.checks import check_array, check_choice, check_range, is_traced
 from zoo.train import TrainState, population, scan_steps
 
 from . import quantile_utils as qu
@@ -95,6 +95,7 @@ def _check_sizes(M: Any, m: Any) -> None:
 def n_logits(M: int, m: int, kind: str) -> int:
     """Logits per weight set: M (coarse), M m (medium), M m m (fine)."""
     _check_kind(kind)
+    _check_sizes(M, m)
     return {"coarse": M, "medium": M * m, "fine": M * m * m}[kind]
 
 
@@ -109,6 +110,11 @@ def weights_from_logits(logits: jax.Array, *, kind: str, normalize: bool = True)
     """Softmax over the model axis: coarse ``f[..., M]`` (last axis), medium ``f[..., M, m]`` and
     fine ``f[..., M m, m]`` (axis -2). ``normalize=False`` returns the logits unchanged."""
     _check_kind(kind)
+    logits = jnp.asarray(logits)
+    need = 1 if kind == "coarse" else 2
+    if logits.ndim < need:
+        raise ValueError(f"logits: expected at least {need} axes for kind={kind!r}, got shape {tuple(logits.shape)}")
+    check_array("logits", logits)
     if not normalize:
         return logits
     return jax.nn.softmax(logits, axis=-1 if kind == "coarse" else -2)
@@ -121,8 +127,18 @@ def mix(weights: jax.Array, Z: jax.Array, *, kind: str) -> jax.Array:
     with pair index ``p = j m + s``. Returns ``f[n, m]``.
     """
     _check_kind(kind)
+    Z = _check_Z(Z)
+    weights = jnp.asarray(weights)
+    check_array("weights", weights)
     n, M, m = Z.shape
-    local = weights.ndim == len(_logit_shape(M, m, kind)) + 1
+    shape = _logit_shape(M, m, kind)
+    local = weights.ndim == len(shape) + 1
+    want = (n, *shape) if local else shape
+    if tuple(weights.shape) != want:
+        raise ValueError(
+            f"weights: expected shape {shape} (global) or {(n, *shape)} (local) for kind={kind!r} and Z of shape "
+            f"{tuple(Z.shape)}, got {tuple(weights.shape)}"
+        )
     if kind == "coarse":
         return jnp.einsum("njt,nj->nt" if local else "njt,j->nt", Z, weights)
     if kind == "medium":
@@ -130,33 +146,43 @@ def mix(weights: jax.Array, Z: jax.Array, *, kind: str) -> jax.Array:
     return jnp.einsum("np,npt->nt" if local else "np,pt->nt", Z.reshape(n, M * m), weights)
 
 
-def init_global(key: jax.Array, M: int, m: int, kind: str, *, normalize: bool = True) -> dict:
+def init_global(key: jax.Array, M: int, m: int, kind: str, *, normalize: bool = True, dtype: Any = None) -> dict:
     """Global aggregator parameters ``{'logits': f[M] | f[M, m] | f[M m, m]}``.
 
     Zeros (uniform softmax weights), as in the official code. With ``normalize=False`` the
     logits are the weights, set uniform (1/M, or 1/(M m) for fine). ``key`` is unused (kept
-    for a uniform ``init`` signature).
+    for a uniform ``init`` signature). ``dtype``: of the logits (None: JAX's default float).
     """
     _check_kind(kind)
     _check_sizes(M, m)
+    dtype = jnp.result_type(float) if dtype is None else dtype
     shape = _logit_shape(int(M), int(m), kind)
     if normalize:
-        return {"logits": jnp.zeros(shape, jnp.float32)}
-    return {"logits": jnp.full(shape, 1.0 / shape[0], jnp.float32)}
+        return {"logits": jnp.zeros(shape, dtype)}
+    return {"logits": jnp.full(shape, 1.0 / shape[0], dtype)}
+
+
+def _check_params(params: Any, key: str) -> None:
+    if not isinstance(params, dict) or key not in params:
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        what = "init_global" if key == "logits" else "init_local"
+        raise ValueError(f"params: expected a dict with {key!r} (from {what}), got {got}")
 
 
 def global_weights(params: dict, *, kind: str, normalize: bool = True) -> jax.Array:
     """The weights of a global aggregator (see `weights_from_logits`)."""
+    _check_params(params, "logits")
     return weights_from_logits(params["logits"], kind=kind, normalize=normalize)
 
 
 def apply_global(params: dict, Z: jax.Array, *, kind: str, normalize: bool = True) -> jax.Array:
     """Global aggregate ``f[n, m]`` of ``Z: f[n, M, m]``."""
     _check_kind(kind)
+    _check_params(params, "logits")
     Z = _check_Z(Z)
     n, M, m = Z.shape
     want = _logit_shape(M, m, kind)
-    if tuple(params["logits"].shape) != want:
+    if tuple(jnp.shape(params["logits"])) != want:
         raise ValueError(
             f"params['logits']: expected shape {want} for kind={kind!r} with Z of shape {tuple(Z.shape)}, "
             f"got {tuple(params['logits'].shape)}"
@@ -175,15 +201,17 @@ class WeightNet(nn.Module):
     hidden: int = 64
     layers: int = 3
     dropout: float = 0.0
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        h = nn.elu(nn.Dense(self.hidden, name="Dense_0")(x))
+        pd = self.param_dtype
+        h = nn.elu(nn.Dense(self.hidden, param_dtype=pd, name="Dense_0")(x))
         for i in range(1, self.layers):
             h = nn.Dropout(self.dropout, deterministic=not train or self.dropout == 0.0)(h)
-            h = nn.elu(nn.Dense(self.hidden, name=f"Dense_{i}")(h))
+            h = nn.elu(nn.Dense(self.hidden, param_dtype=pd, name=f"Dense_{i}")(h))
         zeros = nn.initializers.zeros
-        return nn.Dense(self.out, kernel_init=zeros, bias_init=zeros, name=f"Dense_{self.layers}")(h)
+        return nn.Dense(self.out, kernel_init=zeros, bias_init=zeros, param_dtype=pd, name=f"Dense_{self.layers}")(h)
 
 
 def _check_net(hidden: Any, layers: Any, dropout: Any) -> None:
@@ -195,22 +223,28 @@ def _check_net(hidden: Any, layers: Any, dropout: Any) -> None:
 
 
 def init_local(
-    key: jax.Array, d: int, M: int, m: int, kind: str, hidden: int = 64, layers: int = 3, dropout: float = 0.0
+    key: jax.Array, d: int, M: int, m: int, kind: str, hidden: int = 64, layers: int = 3, dropout: float = 0.0,
+    *, dtype: Any = None,
 ) -> dict:
-    """Local aggregator parameters ``{'mlp': WeightNet params}`` for inputs ``x: f[n, d]``."""
+    """Local aggregator parameters ``{'mlp': WeightNet params}`` for inputs ``x: f[n, d]``.
+
+    ``dtype``: of the parameters (None: JAX's default float)."""
     _check_kind(kind)
     _check_sizes(M, m)
     _check_sizes(d, 1)
     _check_net(hidden, layers, dropout)
-    return {"mlp": _init_net(key, int(d), n_logits(int(M), int(m), kind), int(hidden), int(layers))}
+    dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+    return {"mlp": _init_net(key, int(d), n_logits(int(M), int(m), kind), int(hidden), int(layers), dtype)}
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
-def _init_net(key, d, out, hidden, layers):
-    return WeightNet(out=out, hidden=hidden, layers=layers).init(key, jnp.zeros((1, d), jnp.float32))["params"]
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5))
+def _init_net(key, d, out, hidden, layers, dtype):
+    net = WeightNet(out=out, hidden=hidden, layers=layers, param_dtype=dtype)
+    return net.init(key, jnp.zeros((1, d), dtype))["params"]
 
 
 def _net_of(params: dict, out: int, dropout: float) -> WeightNet:
+    _check_params(params, "mlp")
     mlp = params["mlp"]
     layers = len(mlp) - 1
     hidden = mlp["Dense_0"]["kernel"].shape[1]
@@ -234,6 +268,11 @@ def local_weights(
 ) -> jax.Array:
     """Per-row weights ``f[n, M] | f[n, M, m] | f[n, M m, m]`` of a local aggregator."""
     _check_kind(kind)
+    _check_sizes(M, m)
+    x = jnp.asarray(x)
+    check_array("x", x, ndim=2)
+    if not is_traced(dropout):
+        check_range("dropout", float(dropout), low=0.0, high=1.0, high_inclusive=False)
     net = _net_of(params, n_logits(M, m, kind), dropout)
     if train and dropout > 0.0 and rng is None:
         raise ValueError("rng: a PRNG key is needed when train=True and dropout > 0")
@@ -326,6 +365,12 @@ def aggregator_loss(
     ``loss = sum_i w_i [mean_t loss_it + margin_weight pen_i] / sum_i w_i``.
     """
     check_choice("monotone", monotone, TRAIN_MONOTONE)
+    if not callable(apply_fn):
+        raise ValueError(f"apply_fn: expected a callable (params, batch, rng) -> f[n, m], got {type(apply_fn).__name__}")
+    if not isinstance(batch, dict) or "y" not in batch:
+        raise ValueError(f"batch: expected a dict with 'y' (and what apply_fn reads), got {type(batch).__name__}")
+    taus = jnp.asarray(taus)
+    qu.check_taus(taus)
     q = apply_fn(params, batch, rng)
     y = batch["y"]
     w = batch.get("w")
@@ -349,6 +394,7 @@ def _global_apply(params, batch, rng, *, kind, normalize):
 def local_apply_fn(kind: str, normalize: bool = True, *, train: bool = True, dropout: float = 0.0) -> Callable:
     """``(params, batch, rng) -> f[n, m]`` for a local aggregator (reads ``batch['x']``, ``batch['Z']``)."""
     _check_kind(kind)
+    check_range("dropout", float(dropout), low=0.0, high=1.0, high_inclusive=False)
     return functools.partial(_local_apply, kind=kind, normalize=normalize, train=train, dropout=dropout)
 
 
@@ -363,6 +409,10 @@ def make_loss_fn(apply_fn: Callable, taus: jax.Array | None = None, **loss_kw) -
 
     ``taus`` defaults to ``batch['taus']`` (so the levels can be data of a vmapped run).
     """
+    if not callable(apply_fn):
+        raise ValueError(f"apply_fn: expected a callable (params, batch, rng) -> f[n, m], got {type(apply_fn).__name__}")
+    if taus is not None:
+        qu.check_taus(taus)
 
     def loss_fn(params, batch, rng):
         t = batch["taus"] if taus is None else taus
@@ -394,6 +444,9 @@ def predict(
     """
     check_choice("post", post, POST)
     Z = _check_Z(Z, taus)
+    if not isinstance(params, dict) or not ("mlp" in params or "logits" in params):
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise ValueError(f"params: expected a dict with 'logits' (global) or 'mlp' (local), got {got}")
     if "mlp" in params:
         if x is None:
             raise ValueError("x: a local aggregator needs the features x: f[n, d]")
@@ -471,6 +524,8 @@ class AggregatorConfig:
 
 def padded_size(n: int) -> int:
     """Rows after padding: the next power of two, at least 64."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected a positive int (the number of rows), got {n!r}")
     return max(64, 1 << (int(n) - 1).bit_length())
 
 
@@ -492,23 +547,25 @@ def pack_data(
     Returns ``{'x', 'Z', 'y', 'w', 'w_val', 'taus'}`` with rows padded (weight 0) to ``pad_to``
     (default `padded_size`).
     """
-    taus = np.asarray(taus, np.float32)
+    Z = np.asarray(Z)
+    dt = jax.dtypes.canonicalize_dtype(qu._float_dtype(Z.dtype))  # float32 unless x64 is on
+    taus = np.asarray(taus, dt)
     qu.check_taus(taus)
-    Z = np.asarray(Z, np.float32)
+    Z = Z.astype(dt)
     check_array("Z", Z, ndim=3)
     if Z.shape[1] < 1:
         raise ValueError(f"Z: expected at least one base model (M >= 1) on axis 1, got shape {Z.shape}")
     if Z.shape[2] != taus.shape[0]:
         raise ValueError(f"Z: expected {taus.shape[0]} levels on axis 2 (len(taus)), got shape {Z.shape}")
     n = Z.shape[0]
-    y = np.asarray(y, np.float32)
+    y = np.asarray(y, dt)
     check_array("y", y, shape=(n,))
-    x = np.zeros((n, 0), np.float32) if x is None else np.asarray(x, np.float32)
+    x = np.zeros((n, 0), dt) if x is None else np.asarray(x, dt)
     check_array("x", x, ndim=2)
     if x.shape[0] != n:
         raise ValueError(f"x: expected {n} rows (as Z), got shape {x.shape}")
-    w = np.ones(n, np.float32) if w is None else np.asarray(w, np.float32)
-    w_val = np.zeros(n, np.float32) if w_val is None else np.asarray(w_val, np.float32)
+    w = np.ones(n, dt) if w is None else np.asarray(w, dt)
+    w_val = np.zeros(n, dt) if w_val is None else np.asarray(w_val, dt)
     for name, v in (("w", w), ("w_val", w_val)):
         check_array(name, v, shape=(n,))
         if (v < 0).any():
@@ -530,7 +587,6 @@ def _weighted_pinball(q, y, w, taus):
     return jnp.sum(w * per_row) / jnp.maximum(jnp.sum(w), 1e-12)
 
 
-@functools.lru_cache(maxsize=64)
 def make_aggregator_run(cfg: AggregatorConfig) -> Callable[[jax.Array, dict], tuple[Any, dict]]:
     """A pure ``run(key, data) -> (params, info)`` fitting one aggregator on `pack_data` output.
 
@@ -541,6 +597,17 @@ def make_aggregator_run(cfg: AggregatorConfig) -> Callable[[jax.Array, dict], tu
     each chunk), ``val_loss: f[C]``, ``best_step: i32[]``. Cached per config, so that
     ``zoo.train.population(run, keys, data_stacked)`` compiles once per config and shapes.
     """
+    _check_cfg(cfg)
+    return _make_aggregator_run(cfg)
+
+
+def _check_cfg(cfg: Any) -> None:
+    if not isinstance(cfg, AggregatorConfig):
+        raise ValueError(f"cfg: expected an AggregatorConfig, got {type(cfg).__name__}")
+
+
+@functools.lru_cache(maxsize=64)
+def _make_aggregator_run(cfg: AggregatorConfig) -> Callable[[jax.Array, dict], tuple[Any, dict]]:
     apply_train = (local_apply_fn(cfg.kind, cfg.normalize, train=True, dropout=cfg.dropout) if cfg.local
                    else global_apply_fn(cfg.kind, cfg.normalize))  # fmt: skip
     apply_eval = (local_apply_fn(cfg.kind, cfg.normalize, train=False) if cfg.local
@@ -554,10 +621,12 @@ def make_aggregator_run(cfg: AggregatorConfig) -> Callable[[jax.Array, dict], tu
         TRACE_COUNTS["aggregator_run"] += 1
         init_key, rng_key, data_key = jax.random.split(key, 3)
         n, M, m = data["Z"].shape
+        dt = data["Z"].dtype
         if cfg.local:
-            params = init_local(init_key, data["x"].shape[1], M, m, cfg.kind, cfg.hidden, cfg.layers, cfg.dropout)
+            params = init_local(init_key, data["x"].shape[1], M, m, cfg.kind, cfg.hidden, cfg.layers, cfg.dropout,
+                                dtype=dt)  # fmt: skip
         else:
-            params = init_global(init_key, M, m, cfg.kind, normalize=cfg.normalize)
+            params = init_global(init_key, M, m, cfg.kind, normalize=cfg.normalize, dtype=dt)
         optimizer = cfg.optimizer()
         state = TrainState.create(params=params, optimizer=optimizer, rng=rng_key)
         train = {k: data[k] for k in ("x", "Z", "y", "w", "taus")}
@@ -570,7 +639,7 @@ def make_aggregator_run(cfg: AggregatorConfig) -> Callable[[jax.Array, dict], tu
             def batch_fn(step):
                 idx = jax.random.choice(jax.random.fold_in(data_key, step), n, (cfg.batch_size,), p=p)
                 b = jax.tree.map(lambda a: a[idx], {k: train[k] for k in ("x", "Z", "y")})
-                return {**b, "w": jnp.ones((cfg.batch_size,), jnp.float32), "taus": data["taus"]}
+                return {**b, "w": jnp.ones((cfg.batch_size,), dt), "taus": data["taus"]}
 
         chunk = scan_steps(loss_fn, optimizer, batch_fn, cfg.eval_every)
         has_val = jnp.sum(data["w_val"]) > 0
@@ -589,8 +658,8 @@ def make_aggregator_run(cfg: AggregatorConfig) -> Callable[[jax.Array, dict], tu
             best_step = jnp.where(better, (c + 1) * cfg.eval_every, best_step)
             return (state, best, best_val, best_step), (metrics["loss"][-1], v)
 
-        carry = (state, state.params, jnp.asarray(jnp.inf, jnp.float32), jnp.zeros((), jnp.int32))
-        (state, best, best_val, best_step), (tl, vl) = jax.lax.scan(body, carry, jnp.arange(n_chunks))
+        carry = (state, state.params, jnp.asarray(jnp.inf, dt), jnp.zeros((), jnp.int32))
+        (state, best, best_val, best_step), (tl, vl) = jax.lax.scan(body, carry, jnp.arange(n_chunks, dtype=jnp.int32))
         return best, {"train_loss": tl, "val_loss": vl, "best_step": best_step}
 
     return run
@@ -598,7 +667,7 @@ def make_aggregator_run(cfg: AggregatorConfig) -> Callable[[jax.Array, dict], tu
 
 @functools.lru_cache(maxsize=64)
 def _jitted_run(cfg: AggregatorConfig) -> Callable:
-    return jax.jit(make_aggregator_run(cfg))
+    return jax.jit(_make_aggregator_run(cfg))
 
 
 def fit_aggregator(
@@ -619,8 +688,7 @@ def fit_aggregator(
     ``y: f[n]``, ``taus: f[m]``; ``w`` / ``w_val``: training / validation row weights over the
     same rows, or ``val = (x_val, Z_val, y_val)``: extra rows used for validation only.
     """
-    if not isinstance(cfg, AggregatorConfig):
-        raise ValueError(f"cfg: expected an AggregatorConfig, got {type(cfg).__name__}")
+    _check_cfg(cfg)
     if cfg.local and x is None:
         raise ValueError("x: a local aggregator needs the features x: f[n, d]")
     if val is not None:
@@ -643,9 +711,14 @@ def fit_aggregator_population(keys: jax.Array, data: dict, cfg: AggregatorConfig
     ``data``: `pack_data` dicts stacked along a new leading axis S (same shapes; e.g. one per
     seed or split); ``keys: key[S]``. Returns ``(params, info)`` with leading axis S.
     """
-    if not isinstance(cfg, AggregatorConfig):
-        raise ValueError(f"cfg: expected an AggregatorConfig, got {type(cfg).__name__}")
-    return population(make_aggregator_run(cfg), keys, data)
+    _check_cfg(cfg)
+    if not isinstance(data, dict) or any(k not in data for k in ("x", "Z", "y", "w", "w_val", "taus")):
+        got = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"data: expected pack_data dicts stacked on a leading axis, got {got}")
+    Zs = np.shape(data["Z"])
+    if len(Zs) != 4:
+        raise ValueError(f"data['Z']: expected a stacked f[S, n, M, m] (pack_data output stacked), got shape {Zs}")
+    return population(_make_aggregator_run(cfg), keys, data)
 
 
 # ----------------------------------------------------------------------------- exact LP reference

@@ -120,6 +120,17 @@ def load_regression(name: str) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------- configs
 
 
+def _check_key(key: Any) -> None:
+    """A single PRNG key: a typed key array of shape () or a raw ``uint32[2]`` key."""
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        ok = key.shape == ()
+    else:
+        ok = getattr(key, "shape", None) == (2,) and np.dtype(getattr(key, "dtype", np.float32)) == np.uint32
+    if not ok:
+        raise ValueError(f"key: expected a single PRNG key (jax.random.key(s)), got {type(key).__name__} "
+                         f"of shape {getattr(key, 'shape', None)}")
+
+
 def _pos_int(name: str, v: Any) -> None:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
         raise ValueError(f"{name}: expected a positive int, got {v!r}")
@@ -220,7 +231,7 @@ def _pinball_rows(q, y, taus, huber):
 
 def _linear_fit(key, X, y, taus, w, cfg: SGDConfig):
     d, m = X.shape[1], taus.shape[0]
-    init = lambda k: {"W": jnp.zeros((d, m), jnp.float32), "b": jnp.zeros((m,), jnp.float32)}  # noqa: E731
+    init = lambda k: {"W": jnp.zeros((d, m), X.dtype), "b": jnp.zeros((m,), X.dtype)}  # noqa: E731
     return _train(key, init, lambda p, x, yy: _pinball_rows(_linear_predict(p, x, taus, cfg), yy, taus, cfg.huber),
                   X, y, w, cfg)  # fmt: skip
 
@@ -270,8 +281,9 @@ def _gknn_predict(params, X, taus, cfg: KNNConfig):
 # -- MLPs
 
 
-def _mlp(cfg: SGDConfig, out: int) -> MLP:
-    return MLP(features=(cfg.hidden,) * cfg.layers + (out,), activation=nn.elu)
+def _mlp(cfg: SGDConfig, out: int, param_dtype: Any = jnp.float32) -> MLP:
+    """The base MLP; ``param_dtype`` matters only at init (fits pass the data's float dtype)."""
+    return MLP(features=(cfg.hidden,) * cfg.layers + (out,), activation=nn.elu, param_dtype=param_dtype)
 
 
 def _joint_raw(params, X, taus, cfg):
@@ -282,7 +294,7 @@ def _joint_raw(params, X, taus, cfg):
 
 
 def _joint_fit(key, X, y, taus, w, cfg: SGDConfig):
-    init = lambda k: _mlp(cfg, taus.shape[0]).init(k, X[:1])["params"]  # noqa: E731
+    init = lambda k: _mlp(cfg, taus.shape[0], X.dtype).init(k, X[:1])["params"]  # noqa: E731
     return _train(key, init, lambda p, x, yy: _pinball_rows(_joint_raw(p, x, taus, cfg), yy, taus, cfg.huber),
                   X, y, w, cfg)  # fmt: skip
 
@@ -294,7 +306,7 @@ def _single_raw(params, X, taus, cfg):
 
 
 def _single_fit(key, X, y, taus, w, cfg: SGDConfig):
-    init = lambda k: _mlp(cfg, 1).init(k, jnp.zeros((1, X.shape[1] + 1), X.dtype))["params"]  # noqa: E731
+    init = lambda k: _mlp(cfg, 1, X.dtype).init(k, jnp.zeros((1, X.shape[1] + 1), X.dtype))["params"]  # noqa: E731
     return _train(key, init, lambda p, x, yy: _pinball_rows(_single_raw(p, x, taus, cfg), yy, taus, cfg.huber),
                   X, y, w, cfg)  # fmt: skip
 
@@ -309,7 +321,7 @@ def _gauss_fit(key, X, y, taus, w, cfg: SGDConfig):
         mu, sd = _gauss_out(p, x, cfg)
         return 0.5 * ((yy - mu) / sd) ** 2 + jnp.log(sd)
 
-    init = lambda k: _mlp(cfg, 2).init(k, X[:1])["params"]  # noqa: E731
+    init = lambda k: _mlp(cfg, 2, X.dtype).init(k, X[:1])["params"]  # noqa: E731
     return _train(key, init, nll, X, y, w, cfg)
 
 
@@ -345,7 +357,8 @@ def _hgb_predict(params, X, taus, cfg: HGBConfig):
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(cfg.threads):
-        return np.stack([est.predict(np.asarray(X)) for est in params], axis=1).astype(np.float32)
+        out = np.stack([est.predict(np.asarray(X)) for est in params], axis=1)
+    return out.astype(qu._float_dtype(X))
 
 
 _IMPLS: dict[str, tuple[Callable, Callable, type, bool]] = {
@@ -400,8 +413,9 @@ class BaseModel:
         X, y, taus, w = _check_fit_args(X, y, taus, w)
         if not self.vectorizable:
             return _IMPLS[self.name][0](key, X, y, taus, w, self.cfg)
-        w = jnp.ones(X.shape[:1], jnp.float32) if w is None else w.astype(jnp.float32)
-        return _jit_fit(self)(key, X.astype(jnp.float32), y.astype(jnp.float32), taus.astype(jnp.float32), w)
+        dt = qu._float_dtype(X, y)
+        w = jnp.ones(X.shape[:1], dt) if w is None else w.astype(dt)
+        return _jit_fit(self)(key, X.astype(dt), y.astype(dt), taus.astype(dt), w)
 
     def predict(self, params: Any, X: Any, taus: Any) -> jax.Array:
         X, taus = jnp.asarray(X), jnp.asarray(taus)
@@ -409,7 +423,8 @@ class BaseModel:
         check_array("X", X, ndim=2)
         if not self.vectorizable:
             return jnp.asarray(_IMPLS[self.name][1](params, X, taus, self.cfg))
-        return _jit_predict(self)(params, X.astype(jnp.float32), taus.astype(jnp.float32))
+        dt = qu._float_dtype(X)
+        return _jit_predict(self)(params, X.astype(dt), taus.astype(dt))
 
     # pure (unchecked, un-jitted) functions, for use inside jit/vmap
     def fit_fn(self, key, X, y, taus, w):
@@ -470,7 +485,9 @@ def hgb_quantile(**cfg) -> BaseModel:
 def kfold_ids(key: jax.Array, n: int, n_folds: int = 5) -> np.ndarray:
     """A random K-fold assignment: ``i32[n]`` fold ids, fold sizes differing by at most 1."""
     _pos_int("n", n)
+    _pos_int("n_folds", n_folds)
     check_range("n_folds", n_folds, low=2, high=n)
+    _check_key(key)
     perm = np.asarray(jax.random.permutation(key, n))
     ids = np.empty(n, np.int32)
     ids[perm] = np.arange(n) % n_folds
@@ -510,6 +527,7 @@ def oof_predictions(
     if not isinstance(model, BaseModel):
         raise ValueError(f"model: expected a BaseModel (e.g. linear_qr()), got {type(model).__name__}")
     X, y, taus, _ = _check_fit_args(X, y, taus, None)
+    _check_key(key)
     n = X.shape[0]
     key_f, key_m = jax.random.split(key)
     if folds is None:
@@ -523,18 +541,18 @@ def oof_predictions(
     check_array("X_test", Xt, ndim=2)
     if Xt.shape[1] != X.shape[1]:
         raise ValueError(f"X_test: expected {X.shape[1]} columns (as X), got shape {tuple(Xt.shape)}")
-    w = np.ones((n_folds + 1, n), np.float32)
+    dt = qu._float_dtype(X, y)
+    w = np.ones((n_folds + 1, n), dt)
     w[:n_folds][np.arange(n_folds)[:, None] == folds[None, :]] = 0.0
     keys = jax.random.split(key_m, n_folds + 1)
     if model.vectorizable:
-        f32 = jnp.float32
-        p_train, p_test = _vmapped_fit_predict(model)(keys, X.astype(f32), y.astype(f32), taus.astype(f32),
-                                                      jnp.asarray(w), Xt.astype(f32))  # fmt: skip
+        p_train, p_test = _vmapped_fit_predict(model)(keys, X.astype(dt), y.astype(dt), taus.astype(dt),
+                                                      jnp.asarray(w), Xt.astype(dt))  # fmt: skip
         p_train, p_test = np.asarray(p_train), np.asarray(p_test)
         oof = p_train[folds, np.arange(n)]
         test = p_test[-1]
     else:
-        oof = np.zeros((n, taus.shape[0]), np.float32)
+        oof = np.zeros((n, taus.shape[0]), dt)
         for k in range(n_folds):
             params = model.fit(keys[k], X, y, taus, w[k])
             rows = folds == k

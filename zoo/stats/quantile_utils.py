@@ -31,6 +31,9 @@ Our choices: `isotonic` uses the O(m^2) min-max formula (jit/vmap/grad friendly;
 the block-averaging matrix with the blocks held fixed, like the official PAV backward); segment
 sums are running sums from each start, so a sorted row is returned exactly. `coverage` is the
 per-level calibration curve; `interval_coverage` the coverage of each central interval.
+Validation: shapes are checked on every call (also under ``jit``), values (NaN/inf, ranges) on
+concrete inputs; the monotonizers reject NaN/inf, and means over rows need at least one row.
+Dtypes follow the inputs (float64 end to end when x64 is enabled).
 """
 
 from __future__ import annotations
@@ -46,6 +49,12 @@ import numpy as np
 from zoo.checks import check_array, check_range, is_traced
 
 # ----------------------------------------------------------------------------- validation
+
+
+def _float_dtype(*xs: Any) -> Any:
+    """The dtype to compute in: that of the floating inputs (at least float32), JAX's default float
+    for integer inputs; float64 only when x64 is enabled."""
+    return jnp.promote_types(jnp.result_type(*xs, float), jnp.float32)
 
 _SYM_TOL = 1e-6  # |tau_t + tau_{m-1-t} - 1| allowed for a "symmetric" level set
 
@@ -82,10 +91,34 @@ def _check_q(q: Any, taus: Any, *, name: str = "q") -> tuple[jax.Array, jax.Arra
 
 
 def _check_qy(q: Any, y: Any, taus: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """As `_check_q`, plus ``y: f[n]``; at least one row (a mean over no rows is NaN)."""
     q, taus = _check_q(q, taus)
+    if q.shape[0] < 1:
+        raise ValueError(f"q: expected at least 1 row, got shape {tuple(q.shape)}")
     y = jnp.asarray(y)
     check_array("y", y, shape=(q.shape[0],))
     return q, y, taus
+
+
+def _check_levels(name: str, x: Any) -> jax.Array:
+    """``x: f[..., m]`` with m >= 1 and finite values (skipped when traced), as an array."""
+    x = jnp.asarray(x)
+    check_array(name, x, ndim=range(1, 33))
+    if x.shape[-1] < 1:
+        raise ValueError(f"{name}: expected at least 1 level on the last axis, got shape {tuple(x.shape)}")
+    return x
+
+
+def _check_scalar(name: str, v: Any, **bounds) -> None:
+    """A finite real scalar in the given range (skipped when traced)."""
+    if is_traced(v):
+        return
+    a = np.asarray(v)
+    if a.ndim != 0 or a.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: expected a real scalar, got {v!r}")
+    if not np.isfinite(float(a)):
+        raise ValueError(f"{name}: expected a finite value, got {float(a)!r}")
+    check_range(name, float(a), **bounds)
 
 
 def symmetric_pairs(taus: Any, *, require_median: bool = False) -> int:
@@ -120,13 +153,33 @@ def symmetric_pairs(taus: Any, *, require_median: bool = False) -> int:
 # ----------------------------------------------------------------------------- check losses
 
 
+def _check_e(e: Any, taus: Any) -> tuple[jax.Array, jax.Array]:
+    e, taus = jnp.asarray(e), jnp.asarray(taus)
+    check_taus(taus)
+    check_array("e", e, ndim=range(1, 33))
+    if e.shape[-1] != taus.shape[0]:
+        raise ValueError(f"e: expected {taus.shape[0]} levels on the last axis (len(taus)), got shape {tuple(e.shape)}")
+    return e, taus
+
+
 def check_loss(e: jax.Array, taus: jax.Array) -> jax.Array:
     """Elementwise pinball ``rho_tau(e) = max(tau e, (tau - 1) e)``; ``e: f[..., m]`` -> ``f[..., m]``."""
+    e, taus = _check_e(e, taus)
+    return _rho(e, taus)
+
+
+def _rho(e, taus):
     return jnp.maximum(taus * e, (taus - 1.0) * e)
 
 
 def huber_check_loss(e: jax.Array, taus: jax.Array, delta: Any) -> jax.Array:
     """Elementwise Huberized check loss (see module docstring); ``delta = 0`` gives `check_loss`."""
+    e, taus = _check_e(e, taus)
+    _check_scalar("delta", delta, low=0.0)
+    return _huber_rho(e, taus, delta)
+
+
+def _huber_rho(e, taus, delta):
     a = jnp.abs(e)
     h = jnp.where(a < delta, e * e / (2.0 * jnp.maximum(delta, 1e-30)), a - 0.5 * delta)
     return jnp.where(e >= 0, taus, 1.0 - taus) * h
@@ -139,21 +192,20 @@ def pinball(q: jax.Array, y: jax.Array, taus: jax.Array) -> jax.Array:
     Returns: ``f[m]``, ``mean_i rho_{tau_t}(y_i - q_{i,t})``.
     """
     q, y, taus = _check_qy(q, y, taus)
-    return jnp.mean(check_loss(y[:, None] - q, taus), axis=0)
+    return jnp.mean(_rho(y[:, None] - q, taus), axis=0)
 
 
 def pinball_per_row(q: jax.Array, y: jax.Array, taus: jax.Array) -> jax.Array:
     """Per-row pinball sum ``sum_t rho_{tau_t}(y_i - q_{i,t})``: ``f[n]`` (the quantity sorting never raises)."""
     q, y, taus = _check_qy(q, y, taus)
-    return jnp.sum(check_loss(y[:, None] - q, taus), axis=1)
+    return jnp.sum(_rho(y[:, None] - q, taus), axis=1)
 
 
 def huber_pinball(q: jax.Array, y: jax.Array, taus: jax.Array, delta: float) -> jax.Array:
     """Mean Huberized pinball over rows and levels: ``f[]`` (``delta = 0``: mean pinball)."""
     q, y, taus = _check_qy(q, y, taus)
-    if not is_traced(delta):
-        check_range("delta", float(delta), low=0.0)
-    return jnp.mean(huber_check_loss(y[:, None] - q, taus, delta))
+    _check_scalar("delta", delta, low=0.0)
+    return jnp.mean(_huber_rho(y[:, None] - q, taus, delta))
 
 
 def interval_score(l: jax.Array, u: jax.Array, y: jax.Array, alpha: Any) -> jax.Array:
@@ -165,8 +217,7 @@ def interval_score(l: jax.Array, u: jax.Array, y: jax.Array, alpha: Any) -> jax.
     check_array("l", l, ndim=1)
     check_array("u", u, shape=(l.shape[0],))
     check_array("y", y, shape=(l.shape[0],))
-    if not is_traced(alpha):
-        check_range("alpha", float(alpha), low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+    _check_scalar("alpha", alpha, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
     return (u - l) + (2.0 / alpha) * (jnp.maximum(l - y, 0.0) + jnp.maximum(y - u, 0.0))
 
 
@@ -218,8 +269,8 @@ def mace(q: jax.Array, y: jax.Array, taus: jax.Array) -> jax.Array:
 def crossing_rate(q: jax.Array) -> jax.Array:
     """Fraction of rows with any crossing ``q_t > q_{t+1}``: ``f[]``; ``q: f[n, m]``."""
     q = jnp.asarray(q)
-    check_array("q", q, ndim=2)
-    return jnp.mean(jnp.any(q[:, 1:] < q[:, :-1], axis=1).astype(jnp.result_type(q.dtype, jnp.float32)))
+    check_array("q", q, ndim=2, min_size=1)
+    return jnp.mean(jnp.any(q[:, 1:] < q[:, :-1], axis=1).astype(jnp.result_type(q.dtype, float)))
 
 
 # ----------------------------------------------------------------------------- monotonizers
@@ -230,8 +281,7 @@ def sort_quantiles(q: jax.Array) -> jax.Array:
 
     Differentiable almost everywhere (the gradient is the sorting permutation).
     """
-    q = jnp.asarray(q)
-    check_array("q", q, ndim=range(1, 33), finite=False)
+    q = _check_levels("q", q)
     return jnp.sort(q, axis=-1)
 
 
@@ -240,8 +290,7 @@ def isotonic(q: jax.Array) -> jax.Array:
 
     ``iso(q)_i = max_{a <= i} min_{b >= i} mean(q_a, ..., q_b)``: O(m^2) memory and time per row.
     """
-    q = jnp.asarray(q)
-    check_array("q", q, ndim=range(1, 33), finite=False)
+    q = _check_levels("q", q)
     m = q.shape[-1]
     a = jnp.arange(m)[:, None]
     b = jnp.arange(m)[None, :]
@@ -258,8 +307,7 @@ def fix_crossing_median(q: jax.Array) -> jax.Array:
     With c = m // 2: levels <= c get a running minimum from c downwards, levels >= c a running
     maximum from c upwards. ``q: f[..., m]`` -> ``f[..., m]``.
     """
-    q = jnp.asarray(q)
-    check_array("q", q, ndim=range(1, 33), finite=False)
+    q = _check_levels("q", q)
     c = q.shape[-1] // 2
     ax = q.ndim - 1
     below = jax.lax.cummin(q[..., : c + 1], axis=ax, reverse=True)
@@ -274,10 +322,8 @@ def soft_sort(q: jax.Array, strength: Any = 0.1) -> jax.Array:
     projection of ``r/eps`` onto the permutahedron of ``q``. ``eps -> 0`` gives ``sort(q)``;
     large ``eps`` shrinks every entry toward ``mean(q)`` (so use hard sort at prediction).
     """
-    q = jnp.asarray(q)
-    check_array("q", q, ndim=range(1, 33), finite=False)
-    if not is_traced(strength):
-        check_range("strength", float(strength), low=0.0, low_inclusive=False)
+    q = _check_levels("q", q)
+    _check_scalar("strength", strength, low=0.0, low_inclusive=False)
     sq = jnp.sort(q, axis=-1)
     u = jnp.arange(1, q.shape[-1] + 1, dtype=q.dtype) / strength - sq
     return sq - (isotonic(u) - u)  # = r/eps - iso(u), without cancelling r/eps
@@ -298,7 +344,7 @@ def monotonize(q: jax.Array, how: str | None, *, strength: float = 0.1) -> jax.A
         return fix_crossing_median(q)
     if how == "soft_sort":
         return soft_sort(q, strength)
-    raise ValueError(f"monotone: expected one of None, {', '.join(map(repr, MONOTONIZERS))}; got {how!r}")
+    raise ValueError(f"how: expected one of None, {', '.join(map(repr, MONOTONIZERS))}; got {how!r}")
 
 
 # ----------------------------------------------------------------------------- crossing penalty
@@ -310,13 +356,14 @@ def crossing_penalty(q: jax.Array, delta: Any = 0.0) -> jax.Array:
     ``q: f[n, m]``; ``delta``: a scalar or ``f[m, m]`` indexed ``[s, t]`` (only s < t is used).
     """
     q = jnp.asarray(q)
-    check_array("q", q, ndim=2)
+    check_array("q", q, ndim=2, min_size=1)
     m = q.shape[1]
-    if m < 2:
-        return jnp.zeros((), q.dtype)
     delta = jnp.asarray(delta, q.dtype)
     if delta.ndim not in (0, 2) or (delta.ndim == 2 and delta.shape != (m, m)):
         raise ValueError(f"delta: expected a scalar or shape ({m}, {m}), got {tuple(delta.shape)}")
+    check_array("delta", delta)
+    if m < 2:
+        return jnp.zeros((), q.dtype)
     pair = q[:, :, None] - q[:, None, :] + delta  # [i, s, t]
     upper = jnp.triu(jnp.ones((m, m), bool), k=1)
     total = jnp.sum(jnp.where(upper, jax.nn.relu(pair), 0.0))
@@ -327,6 +374,7 @@ def margin_vec(taus: jax.Array, scale: float = 0.01) -> jax.Array:
     """'vec' margins ``delta_st = scale (tau_t - tau_s)``: ``f[m, m]``."""
     taus = jnp.asarray(taus)
     check_taus(taus)
+    _check_scalar("scale", scale)
     return scale * (taus[None, :] - taus[:, None])
 
 
@@ -335,6 +383,7 @@ def margin_adapt(residuals: jax.Array, taus: jax.Array, scale: float) -> jax.Arr
     taus, residuals = jnp.asarray(taus), jnp.asarray(residuals)
     check_taus(taus)
     check_array("residuals", residuals, ndim=1, min_size=1)
+    _check_scalar("scale", scale)
     e = jnp.quantile(residuals, taus)
     return scale * (e[None, :] - e[:, None])
 
@@ -347,7 +396,10 @@ def cqr_index(n: int, alpha: float) -> int:
 
     Host arithmetic in float64 with a 1e-9 guard against representation error (0.8 * 101 = 80.8).
     """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise ValueError(f"n: expected an int >= 1, got {n!r}")
     check_range("n", n, low=1)
+    _check_scalar("alpha", alpha)
     check_range("alpha", alpha, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
     return int(math.ceil((1.0 - alpha) * (n + 1) - 1e-9))
 
@@ -396,6 +448,8 @@ def cqr_apply(q: jax.Array, qhat: jax.Array, taus: jax.Array, resort: bool = Tru
     k = symmetric_pairs(taus)
     qhat = jnp.asarray(qhat, q.dtype)
     check_array("qhat", qhat, shape=(k,), finite=False)
+    if not is_traced(qhat) and np.isnan(np.asarray(qhat)).any():
+        raise ValueError("qhat: contains NaN (expected finite corrections or +inf from cqr_calibrate)")
     m = q.shape[1]
     shift = jnp.zeros((m,), q.dtype)
     shift = shift.at[:k].set(-qhat).at[m - k :].set(qhat[::-1])

@@ -53,8 +53,10 @@ Choices that are the zoo's, not the paper's (the paper has no algorithm box or e
 * The student MLP (NTK parameterisation) has biases, all weights and biases ~ N(0, 1) (the prior
   N(0, I) then is the init law); a 1-logit output is read as a Bernoulli logit.
 * ``sgld``'s pSGLD accumulator starts at zero, like RMSProp (no bias correction).
-* ``temperature`` must be > 0 (the issue asks that T <= 0 be an error); the spec's "zero noise equals
-  SGD" limit is ``noise_scale = 0``, which gives plain (preconditioned) gradient descent bit for bit.
+* ``temperature`` must be >= 0 (only T < 0 is an error, as the spec says). The spec's limit
+  ``temperature = 0`` (or ``noise_scale = 0``) is plain (preconditioned) gradient descent bit for
+  bit when either is a concrete 0 (no noise is drawn; the program is SGD's). A traced 0 selects the
+  noise-free update inside a different program, equal to SGD up to XLA's fusion (FMA) rounding.
 * Each SGLD step draws its noise in ONE Gaussian draw split over the leaves (also the teacher and
   `mlp_init`): the same law as one draw per leaf, and far less XLA compile time on CPU.
 * `run_chains` minibatches are drawn with replacement (unbiased ∇Û).
@@ -132,6 +134,19 @@ def _check_base(base: float) -> float:
     return math.log(float(base))
 
 
+def _check_simplex(name: str, x: Any, atol: float = 1e-3) -> None:
+    """Rows (last axis) of ``x`` sum to 1 within ``atol`` (concrete inputs only; values checked elsewhere)."""
+    if is_traced(x):
+        return
+    sums = np.asarray(x, np.float64).sum(-1)
+    if sums.size and np.any(np.abs(sums - 1) > atol):
+        i = np.unravel_index(int(np.argmax(np.abs(sums - 1))), sums.shape)
+        raise ValueError(
+            f"{name}: expected probability vectors summing to 1 over the last axis, got a sum of {float(sums[i])!r}"
+            f" at index {tuple(int(j) for j in i)}"
+        )
+
+
 def _check_prob(name: str, x: Any, *, open_: bool) -> None:
     """Values in [0, 1] (or (0, 1) when ``open_``), skipped when traced."""
     if is_traced(x):
@@ -164,14 +179,19 @@ def kl_bernoulli(p: Any, q: Any, *, base: float = math.e) -> jax.Array:
 def kl_categorical(p: Any, q: Any, *, base: float = math.e) -> jax.Array:
     """KL(p ‖ q) = Σ_c p_c ln(p_c / q_c) over the last axis.
 
-    p, q: f[..., V] probability vectors (same shape). Returns f[...]; nats unless ``base``.
+    p, q: f[..., V] probability vectors (same shape, entries in [0, 1], each summing to 1 within
+    1e-3; checked on concrete inputs). Returns f[...]; nats unless ``base``.
     """
     check_array("p", p, ndim=range(1, 33), finite=not is_traced(p))
     check_array("q", q, ndim=range(1, 33), finite=not is_traced(q))
     if jnp.shape(p) != jnp.shape(q):
         raise ValueError(f"q: expected the shape of p {jnp.shape(p)}, got {jnp.shape(q)}")
+    if jnp.shape(p)[-1] < 1:
+        raise ValueError(f"p: expected at least one category on the last axis, got shape {jnp.shape(p)}")
     _check_prob("p", p, open_=False)
     _check_prob("q", q, open_=False)
+    _check_simplex("p", p)
+    _check_simplex("q", q)
     lb = _check_base(base)
     p, q = jnp.asarray(p), jnp.asarray(q)
     return jnp.sum(xlogy(p, p) - xlogy(p, q), axis=-1) / lb
@@ -395,7 +415,7 @@ def _tree_normal(key: jax.Array, like: Any, dtype: Any = None) -> Any:
     leaves, treedef = jax.tree.flatten(like)
     sizes = [int(np.prod(x.shape)) for x in leaves]
     if dtype is None:
-        dtype = jnp.result_type(*[x.dtype for x in leaves]) if leaves else jnp.float32
+        dtype = jnp.result_type(*[x.dtype for x in leaves]) if leaves else jnp.result_type(float)
     flat = jax.random.normal(key, (sum(sizes),), dtype)
     out, start = [], 0
     for x, size in zip(leaves, sizes):
@@ -459,12 +479,14 @@ def sgld(
     ``g`` must be ∇U of the TOTAL potential U = −ln w − (n/B) Σ_batch ln P (see
     `posterior_potential`); SGLD must be the last element of an ``optax.chain`` (only
     ``optax.add_decayed_weights(1/σ_p²)``, a Gaussian prior, may precede it). With
-    ``noise_scale = 0`` the update is plain (preconditioned) gradient descent, bit for bit.
+    ``temperature = 0`` or ``noise_scale = 0`` the update is plain (preconditioned) gradient
+    descent, bit for bit (the spec's T -> 0 limit; no noise is drawn for a concrete 0).
     α is blackjax's ``step_size``; Welling & Teh's ε = 2α.
 
     Args:
       learning_rate: α > 0, or an ``optax.Schedule`` of the step count. May be traced.
-      temperature: T > 0 (T = 1: the Bayes posterior). May be traced (then unchecked).
+      temperature: T >= 0 (T = 1: the Bayes posterior; T = 0: plain gradient descent, bit for bit).
+        May be traced (then unchecked).
       seed: int seed of the noise key (``init`` uses ``PRNGKey(seed)``).
       key: a PRNG key used instead of ``seed`` (may be traced, e.g. per population member).
       preconditioner: None, ``'rmsprop'`` or a pytree of positive diagonals.
@@ -479,7 +501,7 @@ def sgld(
     else:
         _check_scalar("learning_rate", learning_rate, low=0.0, low_inclusive=False)
         schedule = None
-    _check_scalar("temperature", temperature, low=0.0, low_inclusive=False)
+    _check_scalar("temperature", temperature, low=0.0)
     _check_scalar("noise_scale", noise_scale, low=0.0)
     _check_scalar("rms_decay", rms_decay, low=0.0, high=1.0, high_inclusive=False)
     _check_scalar("precond_eps", precond_eps, low=0.0, low_inclusive=False)
@@ -507,6 +529,9 @@ def sgld(
                         f"preconditioner: leaf {i} must be finite and > 0 (a diagonal G), got min {a.min()!r}"
                     )
 
+    no_noise = any(not is_traced(v) and float(v) == 0.0 for v in (temperature, noise_scale))
+    traced_temp = is_traced(temperature) or is_traced(noise_scale)
+
     def init(params):
         if kind == "fixed" and jax.tree.structure(preconditioner) != jax.tree.structure(params):
             raise ValueError(
@@ -521,11 +546,9 @@ def sgld(
         del params
         alpha = schedule(state.count) if schedule is not None else learning_rate
         k, sub = jax.random.split(state.key)
-        xi = _tree_normal(sub, grads)
-        scale = noise_scale * jnp.sqrt(2.0 * alpha * temperature)
         nu = state.nu
         if kind == "none":
-            updates = jax.tree.map(lambda g, e: -alpha * g + scale * e, grads, xi)
+            precond = None
         else:
             if kind == "rmsprop":
                 nu = jax.tree.map(lambda v, g: rms_decay * v + (1.0 - rms_decay) * g * g, state.nu, grads)
@@ -535,10 +558,22 @@ def sgld(
                 precond = jax.tree.map(lambda v: 1.0 / (precond_eps + jnp.sqrt(v)), nu)
             else:
                 precond = preconditioner
-            updates = jax.tree.map(
-                lambda g, e, p: -alpha * (p * g) + scale * jnp.sqrt(p) * e, grads, xi, precond
-            )
-        return updates, SGLDState(count=optax.safe_increment(state.count), key=k, nu=nu)
+        # the drift is exactly (preconditioned) SGD's update; the noise is added only where T > 0
+        if precond is None:
+            drift = jax.tree.map(lambda g: -alpha * g, grads)
+        else:
+            drift = jax.tree.map(lambda g, p: -alpha * (p * g), grads, precond)
+        if no_noise:
+            return drift, SGLDState(count=optax.safe_increment(state.count), key=k, nu=nu)
+        xi = _tree_normal(sub, grads)
+        scale = noise_scale * jnp.sqrt(2.0 * alpha * temperature)
+        if precond is None:
+            noisy = jax.tree.map(lambda d, e: d + scale * e, drift, xi)
+        else:
+            noisy = jax.tree.map(lambda d, e, p: d + scale * jnp.sqrt(p) * e, drift, xi, precond)
+        if traced_temp:  # a traced T (or noise_scale) of 0 must still give the noise-free update
+            noisy = jax.tree.map(lambda n, d: jnp.where(scale > 0, n, d), noisy, drift)
+        return noisy, SGLDState(count=optax.safe_increment(state.count), key=k, nu=nu)
 
     return SGLD(init, update)
 
@@ -550,7 +585,7 @@ def polynomial_schedule(a: float, b: float, gamma: float = 0.55) -> optax.Schedu
     _check_scalar("gamma", gamma, low=0.5, high=1.0, low_inclusive=False)
 
     def schedule(count):
-        return a * (b + jnp.asarray(count, jnp.float32)) ** (-gamma)
+        return a * (b + jnp.asarray(count, float)) ** (-gamma)  # JAX's default float
 
     return schedule
 
@@ -564,7 +599,7 @@ def cyclical_schedule(a0: float, cycle_len: int) -> optax.Schedule:
     cycle_len = _check_int("cycle_len", cycle_len, low=1)
 
     def schedule(count):
-        r = jnp.mod(jnp.asarray(count, jnp.int32), cycle_len).astype(jnp.float32) / cycle_len
+        r = jnp.mod(jnp.asarray(count, jnp.int32), cycle_len).astype(float) / cycle_len
         return 0.5 * a0 * (jnp.cos(jnp.pi * r) + 1.0)
 
     return schedule
@@ -726,6 +761,13 @@ def run_chains(
 
 def logits_to_log_probs(logits: jax.Array) -> jax.Array:
     """f[..., C] logits -> f[..., C] log-probabilities; C = 1 is a Bernoulli logit z -> [ln σ(−z), ln σ(z)]."""
+    if not hasattr(logits, "shape"):
+        logits = np.asarray(logits)
+    check_array("logits", logits, ndim=range(1, 33), finite=False, kind="fiub")
+    if logits.shape[-1] < 1:
+        raise ValueError(f"logits: expected at least one class on the last axis, got shape {tuple(logits.shape)}")
+    if not is_traced(logits) and np.isnan(np.asarray(logits)).any():
+        raise ValueError("logits: contains NaN")
     if logits.shape[-1] == 1:
         return jnp.concatenate([jax.nn.log_sigmoid(-logits), jax.nn.log_sigmoid(logits)], axis=-1)
     return jax.nn.log_softmax(logits, axis=-1)
@@ -782,11 +824,7 @@ def mixture_regret(p_true: jax.Array, log_q: jax.Array, *, base: float = math.e)
     if jnp.shape(p_true) != jnp.shape(log_q):
         raise ValueError(f"log_q: expected the shape of p_true {jnp.shape(p_true)}, got {jnp.shape(log_q)}")
     _check_prob("p_true", p_true, open_=False)
-    if not is_traced(p_true):
-        sums = np.asarray(p_true, np.float64).sum(-1)
-        if np.any(np.abs(sums - 1) > 1e-3):
-            worst = sums[np.argmax(np.abs(sums - 1))]
-            raise ValueError(f"p_true: expected rows of probabilities summing to 1, got a row sum of {worst!r}")
+    _check_simplex("p_true", p_true)
     lb = _check_base(base)
     p_true, log_q = jnp.asarray(p_true), jnp.asarray(log_q)
     cross = jnp.where(p_true > 0, p_true * log_q, 0.0)
@@ -804,13 +842,15 @@ def make_teacher_student(
     teacher_scale: float = 3.0,
     n_train: int = 256,
     n_test: int = 4000,
+    dtype: Any = None,
 ) -> dict[str, jax.Array]:
     """A known binary teacher p(y=1|x) = σ(v · tanh(W x)) with x ~ N(0, I_d).
 
     W: f[d, teacher_width] ~ N(0, 1/d); v: f[teacher_width] ~ N(0, teacher_scale²/teacher_width)
     (N(0, 9/4) at the defaults). Returns ``x f[n_train, d]``, ``y i32[n_train]`` ~ Bern(p),
     ``p_true f[n_train, 2]`` (columns P(y=0), P(y=1)), ``x_test f[n_test, d]``, ``p_true_test
-    f[n_test, 2]``. A pure function of ``key`` (jit/vmap-safe; the sizes are static).
+    f[n_test, 2]``. A pure function of ``key`` (jit/vmap-safe; the sizes are static). ``dtype``:
+    a floating dtype for every float output (None: JAX's default float, float32 unless x64 is on).
     """
     d = _check_int("d", d, low=1)
     teacher_width = _check_int("teacher_width", teacher_width, low=1)
@@ -820,9 +860,9 @@ def make_teacher_student(
     if not _is_key(key):
         raise ValueError(f"key: expected a single PRNG key, got shape {getattr(key, 'shape', None)}")
     # one Gaussian draw for everything (teacher, inputs, label noise): one threefry to compile
-    f32 = jnp.float32
+    ft = _float_dtype_arg(dtype)
     shapes = {"w": (d, teacher_width), "v": (teacher_width,), "x": (n_train, d), "x_test": (n_test, d), "u": (n_train,)}
-    z = _tree_normal(key, {k: jax.ShapeDtypeStruct(v, f32) for k, v in shapes.items()}, f32)
+    z = _tree_normal(key, {k: jax.ShapeDtypeStruct(v, ft) for k, v in shapes.items()}, ft)
     w = z["w"] / math.sqrt(d)
     v = z["v"] * (teacher_scale / math.sqrt(teacher_width))
 
@@ -836,27 +876,45 @@ def make_teacher_student(
     return {"x": x, "y": y, "p_true": p, "x_test": x_test, "p_true_test": probs(x_test)}
 
 
-def mlp_init(key: jax.Array, d: int, width: int, num_out: int, *, depth: int = 1, bias: bool = True) -> dict:
+def _float_dtype_arg(dtype: Any) -> Any:
+    """``dtype`` (None: JAX's default float) as a canonical floating dtype; ``TypeError`` otherwise."""
+    if dtype is None:
+        return jnp.result_type(float)
+    try:
+        dt = jnp.dtype(dtype)
+    except TypeError as e:
+        raise TypeError(f"dtype: expected a floating dtype or None, got {dtype!r}") from e
+    if not jnp.issubdtype(dt, jnp.floating):
+        raise TypeError(f"dtype: expected a floating dtype or None, got {dt}")
+    return jax.dtypes.canonicalize_dtype(dt)
+
+
+def mlp_init(
+    key: jax.Array, d: int, width: int, num_out: int, *, depth: int = 1, bias: bool = True, dtype: Any = None
+) -> dict:
     """NTK-parameterised ReLU MLP parameters, every weight and bias ~ N(0, 1).
 
     Returns ``{"layers": [{"w": f[fan_in, fan_out], "b": f[fan_out]}, ...]}`` with ``depth`` hidden
     layers of ``width`` and one output layer of ``num_out`` (1: a Bernoulli logit). Because the
-    forward pass divides by sqrt(fan_in), the prior N(0, I) is width-independent.
+    forward pass divides by sqrt(fan_in), the prior N(0, I) is width-independent. ``dtype``: of the
+    parameters (None: JAX's default float).
     """
     d = _check_int("d", d, low=1)
     width = _check_int("width", width, low=1)
     num_out = _check_int("num_out", num_out, low=1)
     depth = _check_int("depth", depth, low=1)
+    if not _is_key(key):
+        raise ValueError(f"key: expected a single PRNG key, got shape {getattr(key, 'shape', None)}")
     dims = [d] + [width] * depth + [num_out]
-    f32 = jnp.float32
+    ft = _float_dtype_arg(dtype)
     layers = []
     for fi, fo in zip(dims[:-1], dims[1:]):
-        layer = {"w": jax.ShapeDtypeStruct((fi, fo), f32)}
+        layer = {"w": jax.ShapeDtypeStruct((fi, fo), ft)}
         if bias:
-            layer["b"] = jax.ShapeDtypeStruct((fo,), f32)
+            layer["b"] = jax.ShapeDtypeStruct((fo,), ft)
         layers.append(layer)
     shapes = {"layers": layers}
-    return _tree_normal(key, shapes, f32)
+    return _tree_normal(key, shapes, ft)
 
 
 def mlp_apply(params: dict, x: jax.Array) -> jax.Array:
@@ -864,8 +922,10 @@ def mlp_apply(params: dict, x: jax.Array) -> jax.Array:
 
     params from `mlp_init`; x: f[..., d] -> logits f[..., num_out].
     """
+    if not isinstance(params, dict) or not isinstance(params.get("layers"), (list, tuple)) or not params["layers"]:
+        raise ValueError(f"params: expected {{'layers': [{{'w', 'b'}}, ...]}} from mlp_init, got {type(params).__name__}")
     layers = params["layers"]
-    check_array("x", x, ndim=range(1, 33), finite=False)
+    check_array("x", x, ndim=range(1, 33))
     if jnp.shape(x)[-1] != layers[0]["w"].shape[0]:
         want = layers[0]["w"].shape[0]
         raise ValueError(f"x: expected last axis {want} (the model's input width), got {jnp.shape(x)[-1]}")
@@ -881,8 +941,18 @@ def mlp_apply(params: dict, x: jax.Array) -> jax.Array:
 
 def mlp_log_likelihood(params: dict, batch: dict) -> jax.Array:
     """Per-example ln P_θ(y_i|x_i): f[B], for ``batch = {"x": f[B, d], "y": i[B]}`` (categorical / Bernoulli)."""
-    lp = logits_to_log_probs(mlp_apply(params, batch["x"]))
-    return jnp.take_along_axis(lp, batch["y"][:, None].astype(jnp.int32), axis=-1)[:, 0]
+    if not isinstance(batch, dict) or "x" not in batch or "y" not in batch:
+        got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise ValueError(f"batch: expected a dict with 'x' f[B, d] and 'y' i[B], got {got}")
+    x, y = batch["x"], batch["y"]
+    check_array("batch['x']", x, ndim=2, finite=False)
+    check_array("batch['y']", y, shape=(jnp.shape(x)[0],), kind="iub")
+    lp = logits_to_log_probs(mlp_apply(params, x))
+    if not is_traced(y):
+        yv = np.asarray(y)
+        if yv.size and (yv.min() < 0 or yv.max() >= lp.shape[-1]):
+            raise ValueError(f"batch['y']: expected labels in [0, {lp.shape[-1] - 1}], got range [{yv.min()}, {yv.max()}]")
+    return jnp.take_along_axis(lp, jnp.asarray(y)[:, None].astype(jnp.int32), axis=-1)[:, 0]
 
 
 def max_hessian_eigenvalue(
@@ -893,8 +963,14 @@ def max_hessian_eigenvalue(
     Use it to keep α·λ_max ≪ 1 (SGLD diverges for αλ ≥ 2). Returns f[] (the Rayleigh quotient of
     the last iterate, so a lower bound that converges to the top |eigenvalue|'s signed value).
     """
+    if not callable(fn):
+        raise ValueError(f"fn: expected a callable params -> f[], got {type(fn).__name__}")
     num_iters = _check_int("num_iters", num_iters, low=1)
+    if not _is_key(key):
+        raise ValueError(f"key: expected a single PRNG key, got shape {getattr(key, 'shape', None)}")
     flat, unravel = ravel_pytree(params)
+    if flat.size == 0 or not jnp.issubdtype(flat.dtype, jnp.floating):
+        raise ValueError(f"params: expected a pytree of floating arrays with >= 1 entry, got {flat.size} of {flat.dtype}")
     grad = jax.grad(lambda f: fn(unravel(f)))
 
     def hvp(v):
