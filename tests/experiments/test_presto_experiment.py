@@ -29,6 +29,9 @@ def test_result_json_and_test_size_claim(test_run):
     assert m["ratio_vs_po"] == pytest.approx(m["mse_presto_mean"] / m["mse_po_mean"])
     assert m["ratio_vs_logistic"] == pytest.approx(m["mse_presto_mean"] / m["mse_logistic_mean"])
     assert m["wins_needed"] == 1
+    pv = m["paired_vs_po"]
+    assert pv["n"] == 1 and pv["ci95"][0] <= pv["mean_diff"] <= pv["ci95"][1]
+    assert pv["mean_diff"] == pytest.approx(per["mse_presto"][0] - per["mse_po"][0])
     assert "skipped" in r["details"]["soup"]
 
 
@@ -41,10 +44,10 @@ def test_plot_written(test_run):
 
 def test_sizes_and_bad_overrides():
     exp = get("presto")
-    assert exp.default_seeds == 10
+    assert exp.default_seeds == 50
     q = exp.sizes["quick"]
     assert (q.n, q.p, q.K, q.intercepts, q.design, q.dev_prob) == (2500, 10, 4, (0.0, 3.0, 5.0), "sparse", 0.5)
-    assert (q.n_lambda, q.min_ratio, q.n_folds, q.soup_splits) == (20, 0.01, 5, 20)
+    assert (q.n_lambda, q.min_ratio, q.n_folds, q.soup_splits, q.tol) == (20, 0.01, 5, 20, 1e-7)
     assert exp.sizes["paper"].paper_grid is True and exp.sizes["paper"].soup_splits == 350
     assert apply_overrides(exp.sizes["test"], ["n_folds=4"]).n_folds == 4
     with pytest.raises(UsageError, match="intercepts"):

@@ -273,10 +273,15 @@ def test_path_sparsity_and_monotone_fista_objective(x64, std64):
     assert nnz[0] == 0 and nnz[-1] > 0
     assert np.all(np.diff(nnz) >= 0), nnz
     assert np.all(np.diff(np.asarray(info.objective)) <= 1e-12)  # the optimal value decreases with lambda
-    # objective along the FISTA iterations, from a cold start at a small lambda
+    # objective along the FISTA iterations (the inner solver), from a cold start at a small lambda
     M = jnp.ones((P, K - 1))
-    fista = jax.jit(functools.partial(pr._fista, max_iter=200, tol=0.0, record=200))
-    _, _, hist = fista(Xs, y, jnp.ones(N), 0.02 * lmax, 1.0, M, M, pr._init_jit(Xs, y, K, jnp.ones(N)))
+    lam = 0.02 * lmax
+
+    def smooth(p):
+        return pr._nll_value_and_grad(p, Xs, y, None)
+
+    fista = jax.jit(lambda init: pr._fista(smooth, lam * M, M, init, 1.0, 200, 0.0, record=200))
+    *_, hist = fista(pr._init_jit(Xs, y, K, jnp.ones(N)))
     h = np.asarray(hist)
     h = h[np.isfinite(h)]
     assert h.size > 20 and np.all(np.diff(h) <= 1e-14)
@@ -415,3 +420,144 @@ def test_bad_inputs_raise_clear_errors():
         pr.cv_brier(Xf, y, np.array([0.1]), np.full(N, 7, np.int32), n_classes=K, n_folds=3)
     with pytest.raises(ValueError, match="lam"):
         pr.fit_path(Xf, y, np.array([0.1, -1.0]), n_classes=K)
+
+
+# ----------------------------------------------------------------------------- solver on the boundary (issue 14)
+
+
+def _np_own_nll_and_grad(theta, X, y, k):
+    """Independent numpy NLL (own-class form, as SLSQP may probe outside the region) and its gradient
+    in (alpha, psi) with psi the adjacent differences (B = cumsum(psi))."""
+    n, p = X.shape
+    alpha, psi = theta[: k - 1], theta[k - 1 :].reshape(p, k - 1)
+    eta = alpha[None, :] + X @ np.cumsum(psi, axis=1)
+    cdf = np.concatenate([np.zeros((n, 1)), 1 / (1 + np.exp(-eta)), np.ones((n, 1))], axis=1)
+    dens = np.concatenate([np.zeros((n, 1)), cdf[:, 1:-1] * (1 - cdf[:, 1:-1]), np.zeros((n, 1))], axis=1)
+    idx = np.arange(n)
+    pi_y = np.maximum(cdf[idx, y + 1] - cdf[idx, y], 1e-300)
+    G = np.zeros((n, k + 1))
+    G[idx, y + 1] = -dens[idx, y + 1] / pi_y
+    G[idx, y] += dens[idx, y] / pi_y
+    G = G[:, 1:-1] / n
+    dB = X.T @ G
+    dpsi = np.cumsum(dB[:, ::-1], axis=1)[:, ::-1]
+    return -np.mean(np.log(pi_y)), np.concatenate([G.sum(axis=0), dpsi.ravel()])
+
+
+def _np_constrained_mle(X, y, k, start):
+    """The unpenalised non-parallel MLE by scipy SLSQP with the ordering constraints
+    eta_{k+1}(x_i) - eta_k(x_i) >= 0 (linear in alpha, psi). Plain BFGS cannot be the reference
+    here: the optimum sits on that boundary, where BFGS line searches fail the same way FISTA did."""
+    n, p = X.shape
+    A = []
+    for j in range(k - 2):
+        a = np.zeros((n, k - 1 + p * (k - 1)))
+        a[:, j + 1], a[:, j] = 1.0, -1.0
+        a[:, k - 1 + np.arange(p) * (k - 1) + j + 1] = X
+        A.append(a)
+    A = np.concatenate(A)
+    r = minimize(_np_own_nll_and_grad, start, args=(X, y, k), jac=True, method="SLSQP",
+                 constraints=[{"type": "ineq", "fun": lambda t: A @ t, "jac": lambda t: A}],
+                 options={"ftol": 1e-15, "maxiter": 3000})
+    assert r.success, r.message
+    return r.x, r.fun, (A @ r.x).min()
+
+
+def test_lambda_zero_reaches_the_boundary_optimum(x64):
+    """Issue 14: on the paper's design (seed 7, n = 400) the lam = 0 optimum lies on the ordering
+    boundary. The old FISTA stalled ~1e-3 above it and still said converged=True."""
+    d = make_relaxed_po(7, n=400, p=3, K=4, intercepts=(0.0, 2.0, 4.0))
+    Xs, _, _ = pr.standardize(jnp.asarray(d["x"]))
+    y = jnp.asarray(d["y"])
+    params, info = pr.fit(Xs, y, 0.0, n_classes=K)
+    Xn, yn = np.asarray(Xs), np.asarray(d["y"])
+    start = np.concatenate([np.asarray(pr.init_params(Xs, y, K).alpha), np.zeros(P * (K - 1))])
+    th_ref, f_ref, gap_ref = _np_constrained_mle(Xn, yn, K, start)
+    assert gap_ref < 1e-8  # the reference optimum is on the boundary
+    assert bool(info.converged)
+    assert np.isfinite(float(info.objective))
+    np.testing.assert_allclose(float(info.objective), f_ref, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(float(_nll(params, Xs, y)), float(info.objective), rtol=1e-12)
+    ours = np.concatenate([np.asarray(params.alpha), np.asarray(params.psi).ravel()])
+    np.testing.assert_allclose(ours, th_ref, atol=2e-3)  # flat directions near the boundary
+    B_ours, B_ref = np.cumsum(np.asarray(params.psi), axis=1), np.cumsum(th_ref[K - 1:].reshape(P, K - 1), axis=1)
+    np.testing.assert_allclose(B_ours, B_ref, atol=2e-3)
+    eta = np.asarray(pr.cumulative_logits(params, Xs))
+    assert np.all(np.diff(eta, axis=1) > 0)  # strictly feasible: the returned objective is finite
+
+
+def test_converged_is_false_when_the_rule_is_not_met(x64, std64):
+    Xs, y, _, _, lmax = std64
+    _, info = pr.fit(Xs, y, 0.05 * lmax, n_classes=K, max_iter=3)
+    assert int(info.n_iter) <= 3 and not bool(info.converged)
+    _, info = pr.fit(Xs, y, 0.05 * lmax, n_classes=K)
+    assert bool(info.converged)
+
+
+# ----------------------------------------------------------------------------- CV folds (every class in training)
+
+
+def test_cv_requires_every_class_in_every_training_fold():
+    X, y = DATA
+    Xf = X[:40].astype(np.float32)
+    yy = np.array(y[:40])
+    yy[yy == 3] = 2
+    yy[5], yy[17] = 3, 3  # class 3 has two rows ...
+    folds = np.arange(40, dtype=np.int32) % 4
+    folds[5] = folds[17] = 1  # ... both held out in fold 1: fold 1's training rows lack class 3
+    with pytest.raises(ValueError, match=r"fold_ids: training fold 1 .* lacks class\(es\) \[3\]"):
+        pr.cv_brier(Xf, yy, np.array([0.1, 0.01], np.float32), folds, n_classes=K, n_folds=4)
+    with pytest.raises(ValueError, match=r"training fold 1"):
+        pr.presto_pipeline(jnp.asarray(Xf), jnp.asarray(yy), jnp.asarray(folds), n_classes=K, n_folds=4)
+    # draw_fold_ids re-draws random folds until every training fold has every class
+    f = np.asarray(pr.draw_fold_ids(jax.random.key(0), yy, 4, K))
+    assert f.shape == (40,) and not pr._missing_in_folds(yy, f, 4, K)
+    yy1 = yy.copy()
+    yy1[17] = 2  # a class with a single row can never be in every training fold
+    with pytest.raises(ValueError, match=r"fold_ids: training fold \d .* lacks class\(es\) \[3\]"):
+        pr.draw_fold_ids(jax.random.key(0), yy1, 4, K, max_tries=5)
+
+
+# ----------------------------------------------------------------------------- dtypes
+
+
+def test_float64_end_to_end_and_float32_default():
+    X, y = DATA
+    with jax.enable_x64(True):  # jax.experimental.enable_x64 moved to jax.enable_x64 in this JAX (0.10)
+        Xs, mean, sd = pr.standardize(jnp.asarray(X))
+        assert Xs.dtype == mean.dtype == jnp.float64
+        params, info = pr.fit(Xs, jnp.asarray(y), 0.01, n_classes=K)
+        assert params.psi.dtype == params.alpha.dtype == info.objective.dtype == jnp.float64
+        assert pr.nll(params, Xs, jnp.asarray(y)).dtype == jnp.float64
+        assert pr.predict_proba(params, Xs).dtype == jnp.float64
+        a, B = pr.unstandardize(params, mean, sd)
+        assert a.dtype == B.dtype == jnp.float64
+        f64 = float(info.objective)
+    Xs32, _, _ = pr.standardize(X.astype(np.float32))
+    p32, i32 = pr.fit(Xs32, jnp.asarray(y), 0.01, n_classes=K)
+    assert Xs32.dtype == p32.psi.dtype == i32.objective.dtype == jnp.float32
+    assert abs(float(i32.objective) - f64) < 1e-4
+
+
+# ----------------------------------------------------------------------------- issue 13 fixes
+
+
+def test_nll_and_friends_reject_bad_labels_nan_and_negative_weights():
+    X, y = DATA
+    Xj = jnp.asarray(X, jnp.float32)
+    params = pr.init_params(Xj, jnp.asarray(y), K)
+    with pytest.raises(ValueError, match=r"y: expected ordinal labels in \[0, 4\), got 4"):
+        pr.nll(params, Xj, np.where(np.arange(N) == 2, 4, y))
+    with pytest.raises(ValueError, match=r"y: expected ordinal labels in \[0, 4\), got -1"):
+        pr.nll(params, Xj, np.where(np.arange(N) == 2, -1, y))
+    Xn = np.array(X, np.float32)
+    Xn[1, 2] = np.nan
+    for call in (lambda: pr.nll(params, Xn, y), lambda: pr.predict_proba(params, Xn), lambda: pr.standardize(Xn)):
+        with pytest.raises(ValueError, match="X: contains 1 non-finite"):
+            call()
+    w = np.ones(N, np.float32)
+    w[4] = -1.0
+    with pytest.raises(ValueError, match=r"w: sample weights must be >= 0; got 1 negative value\(s\)"):
+        pr.nll(params, Xj, y, w)
+    with pytest.raises(ValueError, match="w: all sample weights are 0"):
+        pr.standardize(Xj, np.zeros(N, np.float32))

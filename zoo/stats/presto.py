@@ -39,11 +39,15 @@ Functions:
 
 Choices that are the zoo's, not the paper's (the official solver is ordinalNet's coordinate descent):
 
-* Solver: FISTA with backtracking (L doubles on failure, shrinks by 1.5 after each accepted step,
-  starts at 1), a restart (momentum reset, step rejected) whenever the objective increases or the
-  extrapolated point is infeasible, so the objective is monotone; stop on relative objective change
-  <= ``tol`` (1e-9) of an accepted step, or ``max_iter`` (5000). The first/middle/last log-prob
-  forms above are the spec's, rearranged (``a - softplus(a) = -softplus(-a)``) for accuracy at large ``a``.
+* Solver: an augmented Lagrangian (``_solve``) for the row-ordering constraints
+  ``eta_{k+1}(x_i) >= eta_k(x_i)`` (linear in alpha, psi) around FISTA (``_fista``: backtracking, L
+  doubles on failure, shrinks by 1.5 after each accepted step, momentum restarts, monotone). Plain
+  FISTA with infeasible-step rejection (the spec's proposal) jams when the optimum is on that
+  boundary. Stop rule: relative objective change <= ``tol`` AND gradient mapping <= 0.1 sqrt(tol),
+  plus feasibility/complementarity <= 0.1 sqrt(tol); ``FitInfo.converged`` is True only then. The
+  first/middle/last log-prob forms above are the spec's, rearranged (``a - softplus(a) = -softplus(-a)``).
+* CV folds must contain every class in every training fold (``draw_fold_ids`` re-draws random folds;
+  ``cv_brier`` raises naming the fold).
 * Held-out fold predictions are clipped at 0 and renormalised before the Brier score (the official
   CV scores a mis-specified predictor, see the docs page); ties in the CV curve pick the largest lambda.
 * ``lambda_max`` is the official one (all psi entries, at the intercept-only fit); with
@@ -79,6 +83,7 @@ __all__ = [
     "fit_presto",
     "fit_proportional_odds",
     "fit_rare_logistic",
+    "draw_fold_ids",
     "fold_ids_from_key",
     "from_betas",
     "init_params",
@@ -97,6 +102,8 @@ __all__ = [
 ]
 
 _LN2 = math.log(2.0)
+_RHO = 1.0  # augmented-Lagrangian penalty per unit of row weight (see _solve)
+_GFAC = 0.1  # gradient-mapping tolerance = _GFAC * sqrt(tol)
 _LOGIT_CLIP = 100.0  # ordinalNet clips the starting intercepts to +-100
 
 # How often each jitted entry point was traced (= compiled): a retracing diagnostic for tests.
@@ -123,11 +130,14 @@ class FitInfo(NamedTuple):
 
 def betas(params: PrestoParams) -> jax.Array:
     """``B = cumsum(psi, axis=1)``: f[p, K-1], column k is beta_k."""
+    _check_params_x(params, None)
     return jnp.cumsum(params.psi, axis=1)
 
 
 def from_betas(alpha, B) -> PrestoParams:
     """Inverse of :func:`betas`: ``psi_0 = beta_0``, ``psi_k = beta_k - beta_{k-1}``."""
+    check_array("alpha", alpha, ndim=1, finite=False)
+    check_array("B", B, ndim=2, shape=(None, np.shape(alpha)[0]), finite=False)
     B = jnp.asarray(B)
     psi = jnp.concatenate([B[:, :1], jnp.diff(B, axis=1)], axis=1)
     return PrestoParams(alpha=jnp.asarray(alpha), psi=psi)
@@ -135,7 +145,8 @@ def from_betas(alpha, B) -> PrestoParams:
 
 def cumulative_logits(params: PrestoParams, X) -> jax.Array:
     """``eta = alpha + X @ cumsum(psi)``: f[n, K-1] (no block design is ever built)."""
-    return params.alpha + X @ betas(params)
+    _check_params_x(params, X)
+    return params.alpha + jnp.asarray(X) @ jnp.cumsum(params.psi, axis=1)
 
 
 def _log1mexp(t):
@@ -158,6 +169,7 @@ def _log_probs_from_eta(eta):
 
 def class_log_probs(params: PrestoParams, X) -> jax.Array:
     """``log pi_k(x_i)``: f[n, K] by the stable Sec. 2.4 forms; ``-inf`` where eta is non-increasing."""
+    _check_params_x(params, X)
     return _log_probs_from_eta(cumulative_logits(params, X))
 
 
@@ -167,6 +179,11 @@ def predict_proba(params: PrestoParams, X, clip: bool = False) -> jax.Array:
     With non-parallel betas a new ``x`` can give negative ``pi_k``; ``clip=True`` clips at 0 and
     renormalises each row.
     """
+    _check_params_x(params, X)
+    return _predict_proba(params, jnp.asarray(X), clip)
+
+
+def _predict_proba(params, X, clip=False):
     s = jax.nn.sigmoid(cumulative_logits(params, X))
     n = s.shape[0]
     cdf = jnp.concatenate([jnp.zeros((n, 1), s.dtype), s, jnp.ones((n, 1), s.dtype)], axis=1)
@@ -179,6 +196,7 @@ def predict_proba(params: PrestoParams, X, clip: bool = False) -> jax.Array:
 
 def rare_proba(params: PrestoParams, X) -> jax.Array:
     """``pi_{K-1}(x) = 1 - sigmoid(eta_{K-2}) = sigmoid(-eta_{K-2})``: f[n] (only the last boundary)."""
+    _check_params_x(params, X)
     return jax.nn.sigmoid(-(params.alpha[-1] + X @ betas(params)[:, -1]))
 
 
@@ -186,15 +204,21 @@ def _onehot(y, K, dtype):
     return (y[:, None] == jnp.arange(K)).astype(dtype)
 
 
-def _nll_parts(params, X, y, w):
-    """Shared pieces of the NLL and its gradient: (value, G = dloss_i/deta: f[n, K-1], weights)."""
+def _nll_parts(params, X, y, w, strict=True):
+    """Shared pieces of the NLL and its gradient: (value, G = dloss_i/deta: f[n, K-1], eta).
+
+    ``strict=True``: ``+inf`` if ANY class of a row with ``w > 0`` is infeasible (the ordinalNet
+    convention, :func:`nll`). ``strict=False``: only a row's OWN class must be feasible (the smooth
+    extension that the solver minimises under explicit ordering constraints, see :func:`_solve`).
+    """
     K = params.alpha.shape[0] + 1
     eta = cumulative_logits(params, X)
     lp = _log_probs_from_eta(eta)
     w = jnp.ones(X.shape[0], eta.dtype) if w is None else jnp.asarray(w, eta.dtype)
     Y = _onehot(y, K, eta.dtype)
     lp_y = jnp.sum(jnp.where(Y > 0, lp, 0.0), axis=1)
-    infeasible = jnp.any((w > 0)[:, None] & ~jnp.isfinite(lp))
+    bad = ~jnp.isfinite(lp) if strict else ~jnp.isfinite(lp_y)[:, None]
+    infeasible = jnp.any((w > 0)[:, None] & bad)
     val = jnp.sum(jnp.where(w > 0, w * -lp_y, 0.0)) / jnp.sum(w)
     val = jnp.where(infeasible, jnp.inf, val)
     # dloss_i/deta_c = -f_c / pi_c (c <= K-2), dloss_i/deta_{c-1} = +f_{c-1} / pi_c (c >= 1)
@@ -203,28 +227,39 @@ def _nll_parts(params, X, y, w):
     r = jnp.exp(log_f - lp_y_safe[:, None])
     G = -Y[:, :-1] * r + Y[:, 1:] * r
     G = jnp.where((w > 0)[:, None], G * w[:, None], 0.0) / jnp.sum(w)
-    return val, G
+    return val, G, eta
 
 
 def nll(params: PrestoParams, X, y, w=None) -> jax.Array:
     """Weighted mean negative log-likelihood: f[]; ``+inf`` if any row with ``w > 0`` is infeasible.
 
     Args: X: f[n, p]; y: i[n] in [0, K); w: f[n] >= 0 (0/1 weights select CV training folds) or None.
+    Eager calls check the inputs (finite X, integer y in [0, K), w >= 0 with a positive entry).
     """
-    return _nll_parts(params, X, y, w)[0]
+    _check_params_x(params, X)
+    _check_labels(y, params.alpha.shape[0] + 1, X.shape[0])
+    _check_w(w, X.shape[0])
+    return _nll_parts(params, jnp.asarray(X), jnp.asarray(y), w)[0]
 
 
 def nll_grad(params: PrestoParams, X, y, w=None) -> PrestoParams:
     """Closed-form gradient of :func:`nll` (Sec. 2.4): ``dalpha_k = sum_i G_ik``, ``dB = X^T G``,
     ``dpsi_l = sum_{k>=l} dB_k`` (reverse cumsum), with ``G`` the weighted ``dloss_i/deta_ik``."""
-    return _nll_value_and_grad(params, X, y, w)[1]
+    _check_params_x(params, X)
+    _check_labels(y, params.alpha.shape[0] + 1, X.shape[0])
+    _check_w(w, X.shape[0])
+    return _nll_value_and_grad(params, jnp.asarray(X), jnp.asarray(y), w)[1]
 
 
-def _nll_value_and_grad(params, X, y, w):
-    val, G = _nll_parts(params, X, y, w)
+def _grad_from_G(X, G):
     dB = X.T @ G
     dpsi = jnp.flip(jnp.cumsum(jnp.flip(dB, axis=1), axis=1), axis=1)
-    return val, PrestoParams(alpha=jnp.sum(G, axis=0), psi=dpsi)
+    return PrestoParams(alpha=jnp.sum(G, axis=0), psi=dpsi)
+
+
+def _nll_value_and_grad(params, X, y, w, strict=True):
+    val, G, _ = _nll_parts(params, X, y, w, strict)
+    return val, _grad_from_G(X, G)
 
 
 def _pen_mask(p, K, penalize_first, dtype):
@@ -236,6 +271,8 @@ def _pen_mask(p, K, penalize_first, dtype):
 
 def penalty(params: PrestoParams, lam, penalize_first: bool = True, mix: float = 1.0) -> jax.Array:
     """``lam * sum M (a |psi| + (1-a)/2 psi^2)``: f[] (intercepts never penalised)."""
+    check_array("params.psi", params.psi, ndim=2)
+    _check_lam_mix(lam, mix)
     M = _pen_mask(params.psi.shape[0], params.psi.shape[1] + 1, penalize_first, params.psi.dtype)
     psi = params.psi
     return lam * jnp.sum(M * (mix * jnp.abs(psi) + 0.5 * (1.0 - mix) * psi * psi))
@@ -243,10 +280,14 @@ def penalty(params: PrestoParams, lam, penalize_first: bool = True, mix: float =
 
 def init_params(X, y, n_classes: int, w=None) -> PrestoParams:
     """Start: ``psi = 0``, ``alpha_k = logit(weighted share of y <= k)`` clipped to +-100 (increasing)."""
-    X = jnp.asarray(X)
-    dtype = X.dtype if jnp.issubdtype(X.dtype, jnp.floating) else jnp.result_type(float)
+    _check_xy(X, y, n_classes, min_classes=2, w=w)
+    return _init_params(jnp.asarray(X, _float_dtype(X)), jnp.asarray(y), n_classes, w)
+
+
+def _init_params(X, y, n_classes, w=None):
+    dtype = X.dtype
     w = jnp.ones(X.shape[0], dtype) if w is None else jnp.asarray(w, dtype)
-    Y = _onehot(jnp.asarray(y), n_classes, dtype)
+    Y = _onehot(y, n_classes, dtype)
     cum = jnp.cumsum(Y.T @ w / jnp.sum(w))[:-1]
     alpha = jnp.clip(jnp.log(cum) - jnp.log1p(-cum), -_LOGIT_CLIP, _LOGIT_CLIP)
     return PrestoParams(alpha=alpha, psi=jnp.zeros((X.shape[1], n_classes - 1), dtype))
@@ -255,41 +296,36 @@ def init_params(X, y, n_classes: int, w=None) -> PrestoParams:
 # ============================================================================ solver
 
 
-def _fista(X, y, w, lam, mix, pen_mask, upd_mask, init, max_iter, tol, record=0):
-    """FISTA on ``f(alpha, psi) + lam a ||M psi||_1``, smooth ``f = NLL + lam (1-a)/2 ||M psi||^2``.
+def _tree_dot(x, y_):
+    return sum(jnp.sum(xi * yi) for xi, yi in zip(jax.tree.leaves(x), jax.tree.leaves(y_)))
 
-    ``upd_mask`` (f[p, K-1]) freezes entries of psi at their initial value (0 for the PO baseline).
-    ``record > 0`` also returns the objective after each of the first ``record`` iterations (tests).
+
+def _fista(smooth, l1, upd_mask, init, L0, max_iter, tol, record=0):
+    """FISTA on ``smooth(params) + ||l1 * psi||_1`` (``smooth -> (value, grad)``; ``+inf`` = outside).
+
+    Backtracking doubles L until the quadratic upper bound holds (a non-finite value is a failed
+    step); L shrinks by 1.5 after each accepted step; a step that raises the objective, or an
+    extrapolated point outside the domain, restarts the momentum (the objective is monotone).
+    Stops (``converged``) when an accepted step changes the objective by <= ``tol`` (relative) AND
+    the gradient mapping ``L (x+ - z)`` is small (<= ``0.1 sqrt(tol) max(1, |F|)``): a step that
+    is tiny because L blew up does not count. A plain step that cannot progress, or ``max_iter``,
+    stops it unconverged.
+    ``upd_mask`` (f[p, K-1]) freezes psi entries (the PO baseline). ``record > 0`` also returns
+    the objective after each of the first ``record`` iterations (tests).
+    Returns ``(params, F, n_iter, converged, L)``.
     """
-    dtype = X.dtype
-    lam = jnp.asarray(lam, dtype)
-    l1 = lam * mix * pen_mask
-    l2 = lam * (1.0 - mix) * pen_mask
+    dtype = init.psi.dtype
+    eps = jnp.finfo(dtype).eps
+    gtol = _GFAC * jnp.sqrt(jnp.maximum(jnp.asarray(tol, dtype), eps))
 
-    def smooth(p):
-        v, g = _nll_value_and_grad(p, X, y, w)
-        v = v + 0.5 * jnp.sum(l2 * p.psi * p.psi)
-        return v, PrestoParams(alpha=g.alpha, psi=upd_mask * (g.psi + l2 * p.psi))
-
-    def smooth_value(p):
-        return nll(p, X, y, w) + 0.5 * jnp.sum(l2 * p.psi * p.psi)
-
-    def nonsmooth(p):
-        return jnp.sum(l1 * jnp.abs(p.psi))
+    def value(p):
+        return smooth(p)[0] + jnp.sum(l1 * jnp.abs(p.psi))
 
     def prox_step(z, g, L):
         a = z.alpha - g.alpha / L
-        u = z.psi - g.psi / L
+        u = z.psi - upd_mask * g.psi / L
         psi = jnp.sign(u) * jnp.maximum(jnp.abs(u) - l1 / L, 0.0)
         return PrestoParams(alpha=a, psi=jnp.where(upd_mask > 0, psi, z.psi))
-
-    def tree_axpy(a, x, y_):  # y + a * x
-        return jax.tree.map(lambda xi, yi: yi + a * xi, x, y_)
-
-    def tree_dot(x, y_):
-        return sum(jnp.sum(xi * yi) for xi, yi in zip(jax.tree.leaves(x), jax.tree.leaves(y_)))
-
-    eps = jnp.finfo(dtype).eps
 
     def cond(s):
         return (s["it"] < max_iter) & ~s["done"]
@@ -298,11 +334,14 @@ def _fista(X, y, w, lam, mix, pen_mask, upd_mask, init, max_iter, tol, record=0)
         x, x_prev, t = s["x"], s["x_prev"], s["t"]
         t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * t * t))
         beta = (t - 1.0) / t_next
-        z_c = tree_axpy(beta, jax.tree.map(jnp.subtract, x, x_prev), x)
-        feas = jnp.isfinite(smooth_value(z_c))
+        z_c = jax.tree.map(lambda a, b: a + beta * (a - b), x, x_prev)
+        fz_c, gz_c = smooth(z_c)
+        feas = jnp.isfinite(fz_c)
         plain = (~feas) | (beta == 0)  # z = x: a plain proximal-gradient step
+        fx, gx = smooth(x)
         z = jax.tree.map(lambda a, b: jnp.where(feas, a, b), z_c, x)
-        fz, gz = smooth(z)
+        fz = jnp.where(feas, fz_c, fx)
+        gz = jax.tree.map(lambda a, b: jnp.where(feas, a, b), gz_c, gx)
 
         def bt_cond(b):
             return ~b["ok"] & (b["k"] < 60)
@@ -310,19 +349,22 @@ def _fista(X, y, w, lam, mix, pen_mask, upd_mask, init, max_iter, tol, record=0)
         def bt_body(b):
             L = b["L"]
             new = prox_step(z, gz, L)
-            fn = smooth_value(new)
+            fn = smooth(new)[0]
             d = jax.tree.map(jnp.subtract, new, z)
-            Q = fz + tree_dot(gz, d) + 0.5 * L * tree_dot(d, d)
+            Q = fz + _tree_dot(gz, d) + 0.5 * L * _tree_dot(d, d)
             ok = jnp.isfinite(fn) & (fn <= Q + 10 * eps * jnp.abs(fz))
             return {"L": jnp.where(ok, L, 2.0 * L), "new": new, "fn": fn, "ok": ok, "k": b["k"] + 1}
 
         b0 = {"L": s["L"], "new": z, "fn": fz, "ok": jnp.zeros((), bool), "k": jnp.zeros((), jnp.int32)}
         b = jax.lax.while_loop(bt_cond, bt_body, b0)
-        F_new = b["fn"] + nonsmooth(b["new"])
+        F_new = b["fn"] + jnp.sum(l1 * jnp.abs(b["new"].psi))
         accept = b["ok"] & (F_new <= s["F"])
         rel = jnp.abs(s["F"] - F_new) / jnp.maximum(jnp.abs(s["F"]), eps)
-        # converged: an accepted step that barely moved the objective, or no progress from a plain step
-        done = (accept & (rel <= tol)) | (~accept & plain)
+        d = jax.tree.map(jnp.subtract, b["new"], z)
+        gmap = b["L"] * jnp.sqrt(_tree_dot(d, d))  # gradient-mapping norm at z
+        small = b["ok"] & (gmap <= gtol * jnp.maximum(1.0, jnp.abs(s["F"])))
+        conv = small & ((accept & (rel <= tol)) | (~accept & plain))
+        stop = conv | (~accept & plain)  # converged, or a plain step can make no progress (stall)
         x_new = jax.tree.map(lambda a, c: jnp.where(accept, a, c), b["new"], x)
         out = {
             "x": x_new,
@@ -331,19 +373,19 @@ def _fista(X, y, w, lam, mix, pen_mask, upd_mask, init, max_iter, tol, record=0)
             "L": jnp.where(accept, b["L"] / 1.5, b["L"]),
             "F": jnp.where(accept, F_new, s["F"]),
             "it": s["it"] + 1,
-            "done": done,
-            "conv": (accept & (rel <= tol)) | (~accept & plain & b["ok"]),
+            "done": stop,
+            "conv": conv,
         }
         if record:
             out["hist"] = s["hist"].at[jnp.minimum(s["it"], record - 1)].set(out["F"])
         return out
 
-    F0 = smooth_value(init) + nonsmooth(init)
+    F0 = value(init)
     s0 = {
         "x": init,
         "x_prev": init,
         "t": jnp.ones((), dtype),
-        "L": jnp.ones((), dtype),
+        "L": jnp.asarray(L0, dtype),
         "F": F0,
         "it": jnp.zeros((), jnp.int32),
         "done": ~jnp.isfinite(F0),
@@ -352,10 +394,97 @@ def _fista(X, y, w, lam, mix, pen_mask, upd_mask, init, max_iter, tol, record=0)
     if record:
         s0["hist"] = jnp.full((record,), jnp.nan, dtype)
     s = jax.lax.while_loop(cond, body, s0)
-    info = FitInfo(n_iter=s["it"], objective=s["F"], converged=s["conv"])
+    out = (s["x"], s["F"], s["it"], s["conv"], s["L"])
     if record:
-        return s["x"], info, s["hist"]
-    return s["x"], info
+        return out + (s["hist"],)
+    return out
+
+
+def _solve(X, y, w, lam, mix, pen_mask, upd_mask, init, max_iter, tol, max_outer=30):
+    r"""PRESTO at one lambda: an augmented Lagrangian around FISTA, so boundary optima are reached.
+
+    The training objective is ``+inf`` wherever a row with ``w > 0`` has ``eta_{k-1} >= eta_k``
+    (a negative class probability). At small lambda the optimum often sits ON that boundary (with
+    the paper's design and lam = 0, some row's middle-class probability goes to 0), where plain
+    FISTA with infeasible-step rejection jams: every step leaves the region, steps shrink, and the
+    relative change looks converged while the objective is ~1e-3 above the optimum. Instead:
+
+    * minimise ``NLL_ext + pen`` where ``NLL_ext`` needs only each row's OWN class to be feasible
+      (it is smooth and convex beyond the other boundaries), subject to the linear constraints
+      ``g_ik = eta_{i,k+1} - eta_{i,k} >= 0`` (rows with ``w > 0``);
+    * augmented Lagrangian with per-row multipliers ``nu >= 0`` (scaled by ``w_i / sum w``):
+      ``+ sum_i (w_i/sum w) [ (rho/2) max(0, nu_i/rho - g_i)^2 - nu_i^2/(2 rho) ]``, inner problem
+      by :func:`_fista` (warm started), update ``nu <- max(0, nu - rho g)``; ``rho = 1 / max_i(w_i/sum w)``;
+    * stop when ``max |min(g, nu/rho)| <= 0.1 sqrt(tol)`` (feasible + complementary) after a converged
+      inner solve; then restore STRICT feasibility by the shortest blend towards the intercept-only
+      start (strictly ordered), so the returned objective is finite.
+
+    In the interior (no constraint active) ``nu`` stays 0 and this is one plain FISTA run.
+    Returns ``(params, FitInfo)``; ``FitInfo.converged`` is True only when both criteria were met
+    within ``max_iter`` total FISTA iterations.
+    """
+    dtype = X.dtype
+    eps = jnp.finfo(dtype).eps
+    lam = jnp.asarray(lam, dtype)
+    l1 = lam * mix * pen_mask
+    l2 = lam * (1.0 - mix) * pen_mask
+    wn = w / jnp.sum(w)
+    active_rows = (w > 0)[:, None]
+    rho = _RHO / jnp.max(wn)
+    feas_tol = jnp.maximum(_GFAC * jnp.sqrt(jnp.asarray(tol, dtype)), 100.0 * eps)
+    n, K1 = X.shape[0], init.alpha.shape[0]
+
+    def make_smooth(nu):
+        def smooth(p):
+            v, G, eta = _nll_parts(p, X, y, w, strict=False)
+            g = jnp.diff(eta, axis=1)  # [n, K-2]
+            s = jnp.where(active_rows, jnp.maximum(0.0, nu - rho * g), 0.0)
+            v = v + jnp.sum(wn[:, None] * (s * s - nu * nu)) / (2.0 * rho) + 0.5 * jnp.sum(l2 * p.psi * p.psi)
+            dg = -wn[:, None] * s  # d AL / d g
+            zero = jnp.zeros((n, 1), dtype)
+            G = G + jnp.concatenate([zero, dg], axis=1) - jnp.concatenate([dg, zero], axis=1)
+            grad = _grad_from_G(X, G)
+            return v, PrestoParams(alpha=grad.alpha, psi=grad.psi + l2 * p.psi)
+
+        return smooth
+
+    def gaps(p):
+        return jnp.diff(cumulative_logits(p, X), axis=1)
+
+    def cond(s):
+        return (s["outer"] < max_outer) & (s["it"] < max_iter) & ~s["done"]
+
+    def body(s):
+        x, F, it, conv, L = _fista(make_smooth(s["nu"]), l1, upd_mask, s["x"], s["L"], max_iter - s["it"], tol)
+        g = gaps(x)
+        nu_new = jnp.where(active_rows, jnp.maximum(0.0, s["nu"] - rho * g), 0.0)
+        kkt = jnp.max(jnp.where(active_rows, jnp.abs(jnp.minimum(g, s["nu"] / rho)), 0.0), initial=0.0)
+        ok = conv & (kkt <= feas_tol)
+        return {"x": x, "nu": nu_new, "L": L, "it": s["it"] + it, "outer": s["outer"] + 1,
+                "done": ok | ~jnp.isfinite(F), "conv": ok}
+
+    s0 = {"x": init, "nu": jnp.zeros((n, K1 - 1), dtype), "L": jnp.ones((), dtype),
+          "it": jnp.zeros((), jnp.int32), "outer": jnp.zeros((), jnp.int32),
+          "done": jnp.zeros((), bool), "conv": jnp.zeros((), bool)}
+    s = jax.lax.while_loop(cond, body, s0)
+    x = _restore_feasible(s["x"], _init_params(X, y, K1 + 1, w), gaps, active_rows, eps)
+    F = _nll_parts(x, X, y, w)[0] + _penalty_value(x, l1, l2)
+    return x, FitInfo(n_iter=s["it"], objective=F, converged=s["conv"] & jnp.isfinite(F))
+
+
+def _penalty_value(p, l1, l2):
+    return jnp.sum(l1 * jnp.abs(p.psi)) + 0.5 * jnp.sum(l2 * p.psi * p.psi)
+
+
+def _restore_feasible(x, anchor, gaps, active_rows, eps):
+    """Shortest blend ``x + tau (anchor - x)`` with every training gap >= a tiny margin (tau in [0, 1])."""
+    g, ga = gaps(x), gaps(anchor)
+    scale = 1.0 + jnp.max(jnp.abs(x.alpha))
+    margin = jnp.minimum(1e3 * eps * scale, 0.5 * jnp.min(jnp.where(active_rows, ga, jnp.inf), initial=jnp.inf))
+    need = active_rows & (g < margin)
+    tau = jnp.max(jnp.where(need, (margin - g) / jnp.maximum(ga - g, eps), 0.0), initial=0.0)
+    tau = jnp.clip(tau, 0.0, 1.0)
+    return jax.tree.map(lambda a, b: a + tau * (b - a), x, anchor)
 
 
 # ============================================================================ validation
@@ -366,17 +495,11 @@ def _float_dtype(X):
     return X.dtype if jnp.issubdtype(X.dtype, jnp.floating) else jnp.result_type(float)
 
 
-def _check_xy(X, y, n_classes, *, min_classes=3, require_all=True, w=None):
-    """Eager checks outside jit (value checks are skipped for tracers)."""
-    if not isinstance(n_classes, (int, np.integer)) or isinstance(n_classes, bool):
-        raise ValueError(f"n_classes: expected an int, got {n_classes!r}")
-    if n_classes < min_classes:
-        what = "PRESTO needs an ordinal response with K >= 3 classes" if min_classes >= 3 else "need K >= 2"
-        raise ValueError(f"n_classes: {what}, got {n_classes}")
-    check_array("X", X, ndim=2, min_size=2)
+def _check_labels(y, n_classes, n=None):
+    """``y``: integer labels, 1-D (length ``n``), values in [0, n_classes) (value check skipped for tracers)."""
     check_array("y", y, ndim=1)
-    if X.shape[0] != y.shape[0]:
-        raise ValueError(f"X and y: expected the same number of rows, got {X.shape[0]} and {y.shape[0]}")
+    if n is not None and y.shape[0] != n:
+        raise ValueError(f"X and y: expected the same number of rows, got {n} and {y.shape[0]}")
     if np.dtype(y.dtype).kind not in "iu":
         raise ValueError(f"y: expected integer ordinal labels in [0, {n_classes}), got dtype {y.dtype}")
     if not is_traced(y):
@@ -386,15 +509,49 @@ def _check_xy(X, y, n_classes, *, min_classes=3, require_all=True, w=None):
             raise ValueError(
                 f"y: expected ordinal labels in [0, {n_classes}), got {int(yn[bad][0])} at index {int(np.argmax(bad))}"
             )
-        if require_all:
-            sel = yn if (w is None or is_traced(w)) else yn[np.asarray(w) > 0]
-            missing = sorted(set(range(n_classes)) - set(np.unique(sel).tolist()))
-            if missing:
-                raise ValueError(f"y: every class 0..{n_classes - 1} must appear; missing {missing}")
-    if w is not None:
-        check_array("w", w, shape=(X.shape[0],))
-        if not is_traced(w) and (np.any(np.asarray(w) < 0) or not np.any(np.asarray(w) > 0)):
-            raise ValueError("w: expected non-negative weights with at least one positive entry")
+
+
+def _check_w(w, n):
+    """Sample weights: None, or f[n], finite, >= 0, with at least one positive entry."""
+    if w is None:
+        return
+    check_array("w", w, shape=(n,))
+    if not is_traced(w):
+        wn = np.asarray(w)
+        neg = wn < 0
+        if neg.any():
+            raise ValueError(f"w: sample weights must be >= 0; got {int(neg.sum())} negative value(s), first "
+                             f"{float(wn[neg][0])} at index {int(np.argmax(neg))}")
+        if not np.any(wn > 0):
+            raise ValueError("w: all sample weights are 0; at least one must be positive")
+
+
+def _check_params_x(params, X):
+    """``params``: a PrestoParams (alpha f[K-1], psi f[p, K-1]); ``X``: finite f[n, p]."""
+    if not (hasattr(params, "alpha") and hasattr(params, "psi")):
+        raise TypeError(f"params: expected a PrestoParams(alpha, psi), got {type(params).__name__}")
+    check_array("params.alpha", params.alpha, ndim=1)
+    check_array("params.psi", params.psi, shape=(None, params.alpha.shape[0]))
+    if X is not None:
+        check_array("X", X, ndim=2, shape=(None, params.psi.shape[0]))
+
+
+def _check_xy(X, y, n_classes, *, min_classes=3, require_all=True, w=None):
+    """Eager checks outside jit (value checks are skipped for tracers)."""
+    if not isinstance(n_classes, (int, np.integer)) or isinstance(n_classes, bool):
+        raise ValueError(f"n_classes: expected an int, got {n_classes!r}")
+    if n_classes < min_classes:
+        what = "PRESTO needs an ordinal response with K >= 3 classes" if min_classes >= 3 else "need K >= 2"
+        raise ValueError(f"n_classes: {what}, got {n_classes}")
+    check_array("X", X, ndim=2, min_size=2)
+    _check_labels(y, n_classes, X.shape[0])
+    _check_w(w, X.shape[0])
+    if require_all and not is_traced(y):
+        yn = np.asarray(y)
+        sel = yn if (w is None or is_traced(w)) else yn[np.asarray(w) > 0]
+        missing = sorted(set(range(n_classes)) - set(np.unique(sel).tolist()))
+        if missing:
+            raise ValueError(f"y: every class 0..{n_classes - 1} must appear (with w > 0); missing {missing}")
 
 
 def _check_lam_mix(lam, mix):
@@ -452,10 +609,10 @@ def fit(
 def _fit_jit(X, y, lam, mix, w, init, n_classes, penalize_first, max_iter, tol):
     TRACE_COUNTS["fit"] += 1
     M = _pen_mask(X.shape[1], n_classes, penalize_first, X.dtype)
-    return _fista(X, y, w, lam, mix, M, jnp.ones_like(M), init, max_iter, tol)
+    return _solve(X, y, w, lam, mix, M, jnp.ones_like(M), init, max_iter, tol)
 
 
-_init_jit = jax.jit(init_params, static_argnums=2)
+_init_jit = jax.jit(_init_params, static_argnums=2)
 
 
 def standardize(X, w=None):
@@ -463,6 +620,8 @@ def standardize(X, w=None):
 
     Returns ``(Xs: f[n, p], mean: f[p], sd: f[p])``; with 0/1 weights the moments are the training fold's.
     """
+    check_array("X", X, ndim=2, min_size=1)
+    _check_w(w, X.shape[0])
     X = jnp.asarray(X, _float_dtype(X))
     w = jnp.ones(X.shape[0], X.dtype) if w is None else jnp.asarray(w, X.dtype)
     return _standardize(X, w)
@@ -484,6 +643,11 @@ def unstandardize(params_std: PrestoParams, mean, sd):
 
     (The official code subtracts ``mean @ psi_k / sd`` instead of the cumulative ``beta_k``: a bug.)
     """
+    _check_params_x(params_std, None)
+    check_array("mean", mean, shape=(params_std.psi.shape[0],))
+    check_array("sd", sd, shape=(params_std.psi.shape[0],))
+    if not is_traced(sd) and np.any(np.asarray(sd) <= 0):
+        raise ValueError("sd: expected positive column scales (as returned by standardize)")
     B = betas(params_std) / sd[:, None]
     return params_std.alpha - mean @ B, B
 
@@ -496,8 +660,8 @@ def lambda_max(Xs, y, n_classes: int, w=None, mix: float = 1.0):
 
 
 def _lambda_max(Xs, y, n_classes, w, mix):
-    p0 = init_params(Xs, y, n_classes, w)
-    g = nll_grad(p0, Xs, y, w)
+    p0 = _init_params(Xs, y, n_classes, w)
+    g = _nll_value_and_grad(p0, Xs, y, w)[1]
     return jnp.max(jnp.abs(g.psi)) / jnp.maximum(mix, 0.01)
 
 
@@ -559,15 +723,18 @@ def _path(Xs, y, lambdas, mix, w, n_classes, penalize_first, max_iter, tol):
     U = jnp.ones_like(M)
 
     def step(params, lam):
-        new, info = _fista(Xs, y, w, lam, mix, M, U, params, max_iter, tol)
+        new, info = _solve(Xs, y, w, lam, mix, M, U, params, max_iter, tol)
         return new, (new, info)
 
-    _, (params, info) = jax.lax.scan(step, init_params(Xs, y, n_classes, w), lambdas)
+    _, (params, info) = jax.lax.scan(step, _init_params(Xs, y, n_classes, w), lambdas)
     return params, info
 
 
 def brier_multiclass(P, y, w=None):
     """``mean_i sum_k (1{y_i = k} - P_ik)^2`` (weighted mean with ``w``): f[]."""
+    check_array("P", P, ndim=2)
+    _check_labels(y, P.shape[1], P.shape[0])
+    _check_w(w, P.shape[0])
     P = jnp.asarray(P)
     Y = _onehot(jnp.asarray(y), P.shape[1], P.dtype)
     per = jnp.sum((Y - P) ** 2, axis=1)
@@ -585,9 +752,9 @@ def _fold_paths(X, y, lambdas, W, mix, n_classes, penalize_first, max_iter, tol)
     """
 
     def one(w_tr):
-        Xs, mean, sd = standardize(X, w_tr)
+        Xs, mean, sd = _standardize(X, w_tr)
         params, info = _path(Xs, y, lambdas, mix, w_tr, n_classes, penalize_first, max_iter, tol)
-        P = jax.vmap(lambda p: predict_proba(p, Xs, clip=True))(params)  # [L, n, K]
+        P = jax.vmap(lambda p: _predict_proba(p, Xs, clip=True))(params)  # [L, n, K]
         held = 1.0 - w_tr
         brier = jax.vmap(lambda Pl: brier_multiclass(Pl, y, held))(P)
         return brier, params, info, mean, sd
@@ -626,6 +793,7 @@ def cv_brier(
     check_array("lambdas", lambdas, ndim=1)
     _check_lam_mix(lambdas, mix)
     _check_folds(fold_ids, n_folds, X.shape[0])
+    _check_fold_classes(y, fold_ids, n_folds, n_classes)
     dtype = _float_dtype(X)
     return _cv_jit(jnp.asarray(X, dtype), jnp.asarray(y), jnp.asarray(lambdas, dtype), jnp.asarray(fold_ids),
                    jnp.asarray(mix, dtype), n_classes, n_folds, penalize_first, max_iter, tol)
@@ -645,8 +813,62 @@ def _check_folds(fold_ids, n_folds, n):
             raise ValueError(f"fold_ids: expected values in [0, {n_folds}), got range [{f.min()}, {f.max()}]")
 
 
+def _missing_in_folds(y, fold_ids, n_folds, n_classes):
+    """``{fold: [classes absent from that fold's TRAINING rows]}`` (host-side, numpy)."""
+    y, f = np.asarray(y), np.asarray(fold_ids)
+    out = {}
+    for k in range(n_folds):
+        miss = sorted(set(range(n_classes)) - set(np.unique(y[f != k]).tolist()))
+        if miss:
+            out[k] = miss
+    return out
+
+
+def _check_fold_classes(y, fold_ids, n_folds, n_classes):
+    """Every class must appear in every training fold: a missing class would get an intercept
+    clipped at logit +-100 and its held-out Brier score would enter the choice of lambda."""
+    if is_traced(y) or is_traced(fold_ids):
+        return
+    bad = _missing_in_folds(y, fold_ids, n_folds, n_classes)
+    if bad:
+        k, miss = next(iter(bad.items()))
+        raise ValueError(f"fold_ids: training fold {k} (rows with fold_ids != {k}) lacks class(es) {miss}; "
+                         f"{len(bad)} of {n_folds} folds miss a class. Every class needs >= 2 rows spread over "
+                         f"folds (draw_fold_ids re-draws random folds until this holds)")
+
+
+def draw_fold_ids(key, y, n_folds: int, n_classes: int, max_tries: int = 100) -> jax.Array:
+    """Random balanced folds (:func:`fold_ids_from_key`) re-drawn (new sub-keys) until every class
+    appears in every TRAINING fold; ``ValueError`` naming the fold after ``max_tries`` draws.
+
+    Host-side (not jit-able): ``y`` must be concrete. Returns i32[n] in [0, n_folds).
+    """
+    check_array("y", y, ndim=1)
+    _check_labels(y, n_classes)
+    if not isinstance(n_folds, (int, np.integer)) or isinstance(n_folds, bool):
+        raise ValueError(f"n_folds: expected an int, got {n_folds!r}")
+    check_range("n_folds", n_folds, low=2, high=int(np.shape(y)[0]))
+    check_range("max_tries", max_tries, low=1)
+    n = int(np.shape(y)[0])
+    for _ in range(max_tries):
+        key, sub = jax.random.split(key)
+        folds = fold_ids_from_key(sub, n, n_folds)
+        if not _missing_in_folds(y, folds, n_folds, n_classes):
+            return folds
+    _check_fold_classes(y, folds, n_folds, n_classes)
+    return folds  # pragma: no cover (the check raises)
+
+
 def fold_ids_from_key(key, n: int, n_folds: int) -> jax.Array:
-    """Random balanced folds (R's ``sample(rep(1:nFolds, length.out = n))``): i32[n] in [0, n_folds)."""
+    """Random balanced folds (R's ``sample(rep(1:nFolds, length.out = n))``): i32[n] in [0, n_folds).
+
+    Jit-able; it does NOT ensure that every class is in every training fold (use :func:`draw_fold_ids`).
+    """
+    for name, v, low in (("n", n, 1), ("n_folds", n_folds, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
+    if n_folds > n:
+        raise ValueError(f"n_folds: expected a value <= n = {n}, got {n_folds}")
     perm = jax.random.permutation(key, n)
     return jnp.zeros(n, jnp.int32).at[perm].set(jnp.arange(n, dtype=jnp.int32) % n_folds)
 
@@ -665,13 +887,18 @@ def presto_pipeline(
     max_iter: int = 5000,
     tol: float = 1e-9,
 ) -> dict:
-    """The official end-to-end procedure as ONE pure, jit/vmap-able function (no validation).
+    """The official end-to-end procedure as ONE pure, jit/vmap-able function (checks only when eager).
 
     Standardise on all rows -> lambda_max -> grid -> CV Brier table [L, F] -> lambda* = largest
     lambda among the minima of the fold-mean -> full-data path with warm starts, taken at lambda*.
-    Vmap it over replicates (stack X, y, fold_ids). Returns a dict: ``alpha: f[K-1]``, ``B: f[p, K-1]``
+    Vmap it over replicates (stack X, y, fold_ids). Every class must appear in every training fold
+    (checked on eager calls; under a trace it is the caller's job: use :func:`draw_fold_ids`). Returns a dict: ``alpha: f[K-1]``, ``B: f[p, K-1]``
     (raw scale), ``lam_star``, ``lam_index``, ``lambdas: f[L]``, ``cv_table: f[L, F]``, ``path_iters: i[L]``.
     """
+    if not (is_traced(X) or is_traced(y) or is_traced(fold_ids)):
+        _check_xy(X, y, n_classes)
+        _check_folds(fold_ids, n_folds, X.shape[0])
+        _check_fold_classes(y, fold_ids, n_folds, n_classes)
     return _pipeline_jit(X, y, fold_ids, mix, n_classes, n_folds, n_lambda, min_ratio, penalize_first,
                          max_iter, tol)
 
@@ -681,7 +908,7 @@ def _pipeline_jit(X, y, fold_ids, mix, n_classes, n_folds, n_lambda, min_ratio, 
     TRACE_COUNTS["presto_pipeline"] += 1
     X = jnp.asarray(X)
     mix = jnp.asarray(mix, X.dtype)
-    Xs, _, _ = standardize(X)
+    Xs, _, _ = _standardize(X, jnp.ones(X.shape[0], X.dtype))
     lambdas = _lambda_grid(_lambda_max(Xs, y, n_classes, None, mix), n_lambda, min_ratio)
     # the n_folds CV fits and the full-data refit as ONE vmapped solver call (last member: all rows)
     W = jnp.concatenate([_fold_weights(fold_ids, n_folds, X.dtype), jnp.ones((1, X.shape[0]), X.dtype)])
@@ -732,7 +959,7 @@ def fit_presto(
         raise ValueError(f"n_folds: expected an int, got {n_folds!r}")
     check_range("n_folds", n_folds, low=2, high=X.shape[0])
     dtype = _float_dtype(X)
-    folds = fold_ids_from_key(key, X.shape[0], n_folds)
+    folds = draw_fold_ids(key, y, n_folds, n_classes)
     out = presto_pipeline(jnp.asarray(X, dtype), jnp.asarray(y), folds, n_classes=n_classes, n_folds=n_folds,
                           n_lambda=n_lambda, min_ratio=min_ratio, penalize_first=penalize_first, mix=mix,
                           max_iter=max_iter, tol=tol)
@@ -760,9 +987,9 @@ def _po_jit(X, y, w, n_classes, max_iter, tol):
 
 
 def _po(X, y, w, n_classes, max_iter, tol):
-    Xs, mean, sd = standardize(X, w)
+    Xs, mean, sd = _standardize(X, w)
     U = jnp.zeros((X.shape[1], n_classes - 1), X.dtype).at[:, 0].set(1.0)
-    params, _ = _fista(Xs, y, w, 0.0, 1.0, jnp.zeros_like(U), U, init_params(Xs, y, n_classes, w), max_iter, tol)
+    params, _ = _solve(Xs, y, w, 0.0, 1.0, jnp.zeros_like(U), U, _init_params(Xs, y, n_classes, w), max_iter, tol)
     return unstandardize(params, mean, sd)
 
 
@@ -785,13 +1012,13 @@ def fit_rare_logistic(X, y, *, n_classes: int | None = None, w=None, max_iter: i
     return _rare_logit_jit(jnp.asarray(X, dtype), jnp.asarray(y), wv, n_classes, max_iter, tol)
 
 
-@functools.partial(jax.jit, static_argnums=(3,))
+@functools.partial(jax.jit, static_argnums=(3, 4, 5))  # glm.newton_logistic wants Python max_iter/tol
 def _rare_logit_jit(X, y, w, n_classes, max_iter, tol):
     return _rare_logit(X, y, w, n_classes, max_iter, tol)
 
 
 def _rare_logit(X, y, w, n_classes, max_iter, tol):
-    Xs, mean, sd = standardize(X, w)
+    Xs, mean, sd = _standardize(X, w)
     ys = jnp.where(y == n_classes - 1, 1.0, -1.0).astype(X.dtype)
     m = glm.penalty_mask(X.shape[1], dtype=X.dtype)
     wt, _ = glm.newton_logistic(glm.add_intercept(Xs), ys, 0.0, m, sw=w, max_iter=max_iter, tol=tol)
@@ -805,6 +1032,8 @@ def _rare_logit(X, y, w, n_classes, max_iter, tol):
 
 def rare_prob_mse(p_hat, p_true) -> jax.Array:
     """``mean_i (p_hat_i - p_true_i)^2``: f[] (the synthetic studies' metric)."""
+    check_array("p_hat", p_hat, ndim=1)
+    check_array("p_true", p_true, shape=(np.shape(p_hat)[0],))
     p_hat, p_true = jnp.asarray(p_hat), jnp.asarray(p_true)
     return jnp.mean((p_hat - p_true) ** 2)
 
