@@ -14,7 +14,7 @@ import pytest
 
 from zoo.federated import core, fedau
 
-from _fed_problem import loss_fn, small_data, zero_params
+from ._fed_problem import loss_fn, small_data, zero_params
 
 # ------------------------------------------------------------------------------- partitioners
 

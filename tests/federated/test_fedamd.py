@@ -104,7 +104,7 @@ def test_anchor_probability_rules():
 
 
 def _small():
-    from _fed_problem import loss_fn, small_data, zero_params
+    from ._fed_problem import loss_fn, small_data, zero_params
 
     data, _, _ = small_data()
     alg = fedamd.make_algorithm(loss_fn, p=0.5, local_lr=0.1, local_steps=2, batch_size=4)
@@ -175,7 +175,7 @@ def test_anchor_probability_zero_is_not_plain_local_sgd():
 
 
 def test_bad_inputs():
-    from _fed_problem import loss_fn
+    from ._fed_problem import loss_fn
 
     kw = dict(local_lr=0.1, local_steps=2, batch_size=4)
     with pytest.raises(ValueError, match=r"p: expected a value in \[0.0, 1.0\]"):

@@ -204,8 +204,16 @@ def test_bad_inputs():
         _alg("fedprox")
     with pytest.raises(ValueError, match="probs: weighting='known_prob' needs"):
         _alg("known_prob", probs=None)
-    with pytest.raises(ValueError, match=r"probs: expected values in \(0, 1\]"):
-        _alg("known_prob", probs=np.array([0.5, 0.0]))
+    with pytest.raises(ValueError, match=r"probs: expected values in \[0, 1\]"):
+        _alg("known_prob", probs=np.array([0.5, 1.5]))
+    with pytest.raises(ValueError, match=r"probs: expected participation probabilities in \(0, 1\] on clients"):
+        fedau.make_algorithm(_qloss, weighting="known_prob", local_lr=0.1, local_steps=1, batch_size=1,
+                             probs=np.array([0.5, 0.0]), count=np.array([3, 2]))  # fmt: skip
+    _alg("known_prob", probs=np.array([0.5, 0.0]))  # p = 0 is a client that never participates (empty)
+    with pytest.raises(ValueError, match=r"probs: expected participation probabilities in \[0, 1\], > 0 on active"):
+        fedau.aggregation_weights("known_prob", jnp.array([True, True]), probs=jnp.array([0.5, 0.0]))
+    with pytest.raises(ValueError, match=r"p: expected participation probabilities in \(0, 1\], got 0.0"):
+        fedau.expected_interval(jnp.array([0.5, 0.0]))
     with pytest.raises(ValueError, match="probs: contains 1 non-finite"):
         _alg("known_prob", probs=np.array([0.5, np.nan]))
     with pytest.raises(ValueError, match="global_lr"):
@@ -218,3 +226,21 @@ def test_bad_inputs():
         fedau.mifa_aggregate({"w": jnp.zeros((3, 2))}, {"w": jnp.zeros((2, 2))}, jnp.ones(3, bool))
     with pytest.raises(ValueError, match="fedau_weights: required"):
         fedau.aggregation_weights("fedau", jnp.ones(3, bool))
+
+
+def test_known_prob_builds_and_runs_with_an_empty_client():
+    """probs_from_multiplier gives p = 0 to an empty client; known_prob must accept it and weight it 0
+    (1/p = inf there used to turn 0 * inf into NaN in the round's sum)."""
+    hist = np.array([[1, 0], [0, 1], [0, 0], [1, 0]])  # client 2 is empty
+    probs = core.probs_from_multiplier(hist, np.array([0.5, 0.5]), p_mean=0.5, p_min=0.1)
+    assert probs[2] == 0.0 and (probs[[0, 1, 3]] > 0).all()
+    data = core.federated_data(C[:, None], np.arange(4), np.array([[0], [1], [0], [3]]), np.array([1, 1, 0, 1]),
+                               C[:1, None], np.zeros(1, int), num_classes=4)  # fmt: skip
+    alg = fedau.make_algorithm(_qloss, weighting="known_prob", local_lr=0.1, local_steps=1, batch_size=1,
+                               probs=probs, count=np.asarray(data.count))  # fmt: skip
+    state = core.init_sim(alg, BERN, {"x": jnp.float32(0.0)}, data, probs, jax.random.key(0))
+    np.testing.assert_array_equal(np.asarray(state.clients["inv_p"]) == 0, [False, False, True, False])
+    state, _, _ = core.simulate(core.make_round_fn(alg, BERN), state, data, jax.random.key(1), num_rounds=5)
+    assert np.isfinite(float(state.server["params"]["x"]))
+    w, _ = fedau.aggregation_weights("known_prob", jnp.array([True, True, False, False]), probs=probs)
+    np.testing.assert_allclose(w, [1 / probs[0], 1 / probs[1], 0.0, 0.0], rtol=1e-6)

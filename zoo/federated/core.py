@@ -53,6 +53,30 @@ from zoo.checks import check_array, check_choice, check_range, is_traced
 
 AXIS = "clients"  # the mesh axis the client dimension is split over
 
+
+def _float_dtype(*xs: Any) -> Any:
+    """The compute dtype of arrays ``xs`` (dtype policy): their promoted float dtype (16-bit floats ->
+    float32), or JAX's default float (float64 only under x64) when none is floating."""
+    dts = [np.result_type(x) if not hasattr(x, "dtype") else x.dtype for x in xs]
+    dt = jax.dtypes.canonicalize_dtype(float) if not any(jnp.issubdtype(d, jnp.floating) for d in dts) else jnp.float32
+    for d in dts:
+        if jnp.issubdtype(d, jnp.floating):
+            dt = jnp.promote_types(dt, jax.dtypes.canonicalize_dtype(d))
+    return dt
+
+
+def _tree_float_dtype(tree: Any) -> Any:
+    """`_float_dtype` of a pytree's leaves (JAX's default float for a tree without float leaves)."""
+    return _float_dtype(*jax.tree.leaves(tree))
+
+
+def _check_int(name: str, value: Any, low: int = 1) -> int:
+    """A Python/numpy int (not bool) >= low."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+    check_range(name, int(value), low=low)
+    return int(value)
+
 # --------------------------------------------------------------------------------------- data
 
 
@@ -65,10 +89,10 @@ AXIS = "clients"  # the mesh axis the client dimension is split over
 class FederatedData:
     """A federated data set: one global pool and a per-client index table (a pytree).
 
-    x: f32[n_total, *feat]; y: i32[n_total]   the training pool, stored once
+    x: f[n_total, *feat]; y: i32[n_total]     the training pool, stored once (f32, or f64 under x64)
     index: i32[N, n_max]                      client n's rows are ``index[n, :count[n]]`` (rest padded with 0)
     count: i32[N]                             client sizes (0 = an empty client: never active, never trains)
-    x_test: f32[n_test, *feat]; y_test: i32[n_test]
+    x_test: f[n_test, *feat]; y_test: i32[n_test]
     num_classes: int (static)
     """
 
@@ -193,7 +217,9 @@ def iid(y: Any, num_clients: int, seed: int, *, num_classes: int | None = None):
 
 
 def federated_data(x, y, index, count, x_test, y_test, *, num_classes: int) -> FederatedData:
-    """Validate and pack host arrays into a `FederatedData` (jnp arrays)."""
+    """Validate and pack host arrays into a `FederatedData` (jnp arrays; x in its float dtype, ints -> JAX's
+    default float)."""
+    _check_int("num_classes", num_classes, low=1)
     check_array("x", x, min_size=1)
     y = _check_labels("y", y, num_classes)
     check_array("index", index, ndim=2, kind="iu")
@@ -205,11 +231,21 @@ def federated_data(x, y, index, count, x_test, y_test, *, num_classes: int) -> F
         raise ValueError(f"count: expected values in [0, {np.shape(index)[1]}] (index width), got {count}")
     if (np.asarray(count) == 0).all():
         raise ValueError("count: every client is empty; expected at least one client with data")
+    idx, cnt = np.asarray(index), np.asarray(count)
+    used = np.arange(idx.shape[1])[None, :] < cnt[:, None]
+    if used.any() and (idx[used].min() < 0 or idx[used].max() >= len(y)):
+        raise ValueError(f"index: expected row ids in [0, {len(y)}) in every client's first count[n] slots, "
+                         f"got range [{idx[used].min()}, {idx[used].max()}]")
     check_array("x_test", x_test, min_size=1)
-    _check_labels("y_test", y_test, num_classes)
+    if np.shape(x_test)[1:] != np.shape(x)[1:]:
+        raise ValueError(f"x_test: expected rows of shape {np.shape(x)[1:]} (as x), got {np.shape(x_test)[1:]}")
+    y_test = _check_labels("y_test", y_test, num_classes)
+    if np.shape(x_test)[0] != len(y_test):
+        raise ValueError(f"y_test: expected {np.shape(x_test)[0]} labels (one per row of x_test), got {len(y_test)}")
+    dt = _float_dtype(x, x_test)  # float64 data stays float64 only under x64
     return FederatedData(
-        x=jnp.asarray(x, jnp.float32), y=jnp.asarray(y, jnp.int32), index=jnp.asarray(index, jnp.int32),
-        count=jnp.asarray(count, jnp.int32), x_test=jnp.asarray(x_test, jnp.float32),
+        x=jnp.asarray(x, dt), y=jnp.asarray(y, jnp.int32), index=jnp.asarray(index, jnp.int32),
+        count=jnp.asarray(count, jnp.int32), x_test=jnp.asarray(x_test, dt),
         y_test=jnp.asarray(y_test, jnp.int32), num_classes=int(num_classes),
     )  # fmt: skip
 
@@ -225,6 +261,10 @@ def probs_from_multiplier(label_hist: Any, m: Any, *, p_mean: float, p_min: floa
     check_array("label_hist", label_hist, ndim=2)
     hist = np.asarray(label_hist, np.float64)
     check_array("m", m, shape=(hist.shape[1],))
+    if (hist < 0).any():
+        raise ValueError(f"label_hist: expected counts >= 0, got minimum {hist.min()}")
+    if (np.asarray(m) < 0).any():
+        raise ValueError(f"m: expected a point of the simplex (entries >= 0), got minimum {np.min(m)}")
     check_range("p_mean", p_mean, low=0.0, high=1.0, low_inclusive=False)
     check_range("p_min", p_min, low=0.0, high=1.0)
     cnt = hist.sum(1)
@@ -237,6 +277,7 @@ def label_correlated_probs(label_hist: Any, *, alpha_p: float = 0.1, p_mean: flo
                            seed: int = 0) -> np.ndarray:  # fmt: skip
     """FedAU's heterogeneous probabilities: `probs_from_multiplier` with ``m ~ Dir(alpha_p 1_C)``."""
     check_range("alpha_p", alpha_p, low=0.0, low_inclusive=False)
+    check_array("label_hist", label_hist, ndim=2)
     c = np.shape(label_hist)[1]
     m = np.random.default_rng(seed).dirichlet(alpha_p * np.ones(c))
     return probs_from_multiplier(label_hist, m, p_mean=p_mean, p_min=p_min)
@@ -290,6 +331,11 @@ def _markov_rates(probs, q_max):
     return a / scale, b / scale
 
 
+def _check_pcfg(cfg: Any) -> None:
+    if not isinstance(cfg, ParticipationConfig):
+        raise ValueError(f"cfg: expected a ParticipationConfig, got {type(cfg).__name__}")
+
+
 def check_probs(probs: Any, count: Any | None = None) -> None:
     """probs: f[N] in [0, 1], finite, and > 0 on every client with data (``count > 0``)."""
     check_array("probs", probs, ndim=1, min_size=1)
@@ -312,11 +358,13 @@ def check_probs(probs: Any, count: Any | None = None) -> None:
 def participation_init(cfg: ParticipationConfig, key: jax.Array, probs: Any, count: Any) -> dict:
     """Initial participation state, every leaf with leading axis N.
 
-    probs: f32[N] (long-run rates; used as targets by cyclic/markov), count: i32[N] (eligibility).
+    probs: f[N] (long-run rates; used as targets by cyclic/markov; kept in their float dtype, f32 unless
+    x64), count: i32[N] (eligibility).
     State: ``ids`` (global ids for fold_in), ``probs``, ``eligible``, ``on``, ``left``.
     """
+    _check_pcfg(cfg)
     check_probs(probs, count)
-    probs = jnp.asarray(probs, jnp.float32)
+    probs = jnp.asarray(probs, _float_dtype(probs))
     n = probs.shape[0]
     if cfg.kind == "uniform_fixed" and not is_traced(count):
         n_elig = int(np.sum(np.asarray(count) > 0))
@@ -343,6 +391,10 @@ def participation_step(cfg: ParticipationConfig, pstate: dict, key: jax.Array, t
     Every output is ANDed with ``count > 0``.
     """
     del t
+    _check_pcfg(cfg)
+    missing = [k for k in ("ids", "probs", "eligible", "on", "left") if not isinstance(pstate, dict) or k not in pstate]
+    if missing:
+        raise ValueError(f"pstate: expected the dict from participation_init, missing {missing}")
     ids, probs, on, left = pstate["ids"], pstate["probs"], pstate["on"], pstate["left"]
     u = _uniform(key, ids)
     if cfg.kind == "bernoulli":
@@ -366,11 +418,15 @@ def participation_step(cfg: ParticipationConfig, pstate: dict, key: jax.Array, t
 
 
 def stationary_mean(cfg: ParticipationConfig, probs: Any) -> jax.Array:
-    """Long-run mean of ``active`` per client (ignoring eligibility): p, A/(A+B), a/(a+b) or S/N."""
-    probs = jnp.asarray(probs, jnp.float32)
+    """Long-run mean of ``active`` per client (ignoring eligibility): p, A/(A+B), a/(a+b) or S/N.
+
+    probs: f[N] in [0, 1]; the result is in probs' float dtype."""
+    _check_pcfg(cfg)
+    check_probs(probs)
+    probs = jnp.asarray(probs, _float_dtype(probs))
     if cfg.kind == "cyclic":
         a, b = _cyclic_lengths(probs, cfg.period)
-        return a / (a + b)
+        return (a / (a + b)).astype(probs.dtype)
     if cfg.kind == "markov":
         a, b = _markov_rates(probs, cfg.q_max)
         return a / (a + b)
@@ -383,7 +439,14 @@ def stationary_mean(cfg: ParticipationConfig, probs: Any) -> jax.Array:
 
 
 def client_batch(data_x, data_y, index_row, count, key, batch_size: int) -> dict:
-    """A minibatch drawn with replacement from one client's rows: {'x': f32[B, ...], 'y': i32[B]}."""
+    """A minibatch drawn with replacement from one client's rows: {'x': f[B, ...], 'y': i32[B]}.
+
+    index_row: i32[n_max]; count: i32[] (>= 1 for a draw from real rows; an empty client repeats row
+    ``index_row[0]``); batch_size: static int >= 1."""
+    _check_int("batch_size", batch_size)
+    check_array("index_row", index_row, ndim=1, min_size=1, kind="iu")
+    check_array("count", count, ndim=0, kind="iu")
+    check_array("data_y", data_y, shape=(np.shape(data_x)[0],))
     j = jnp.floor(jax.random.uniform(key, (batch_size,)) * jnp.maximum(count, 1)).astype(jnp.int32)
     rows = index_row[jnp.minimum(j, jnp.maximum(count - 1, 0))]
     return {"x": data_x[rows], "y": data_y[rows]}
@@ -396,19 +459,31 @@ def local_sgd(loss_fn: Callable, params: Any, index_row, count, data_x, data_y, 
     Batch q is drawn with key ``fold_in(key, q)``. Returns ``(delta = y_Q - params, mean loss)``.
     ``loss_fn(params, batch) -> scalar``. ``num_steps``/``batch_size`` are static; ``lr`` may be traced.
     """
+    if not callable(loss_fn):
+        raise ValueError(f"loss_fn: expected a callable (params, batch) -> scalar, got {type(loss_fn).__name__}")
+    _check_int("num_steps", num_steps)
+    _check_int("batch_size", batch_size)
+    if not is_traced(lr):
+        check_array("lr", lr, ndim=0)
     grad_fn = jax.value_and_grad(loss_fn)
 
     def step(p, q):
         batch = client_batch(data_x, data_y, index_row, count, jax.random.fold_in(key, q), batch_size)
         loss, g = grad_fn(p, batch)
-        return jax.tree.map(lambda a, b: a - lr * b, p, g), loss
+        return jax.tree.map(lambda a, b: a - (lr * b).astype(a.dtype), p, g), loss  # keep each leaf's dtype
 
     out, losses = jax.lax.scan(step, params, jnp.arange(num_steps))
     return jax.tree.map(jnp.subtract, out, params), losses.mean()
 
 
 def weighted_sum(w: jax.Array, tree: Any) -> Any:
-    """``sum_n w_n tree_n`` leafwise: w f32[N], leaves [N, ...] -> leaves [...]."""
+    """``sum_n w_n tree_n`` leafwise: w f[N], leaves [N, ...] -> leaves [...] (w cast to each leaf's dtype)."""
+    check_array("w", w, ndim=1)
+    n = np.shape(w)[0]
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if np.ndim(leaf) == 0 or np.shape(leaf)[0] != n:
+            raise ValueError(f"tree{jax.tree_util.keystr(path)}: expected leading dim {n} (as w), got {np.shape(leaf)}")
+    w = jnp.asarray(w)
     return jax.tree.map(lambda leaf: jnp.tensordot(w.astype(leaf.dtype), leaf, axes=1), tree)
 
 
@@ -434,6 +509,11 @@ class Algorithm(NamedTuple):
     server_update: Callable
 
 
+def _check_alg(alg: Any) -> None:
+    if not isinstance(alg, Algorithm):
+        raise ValueError(f"alg: expected a zoo.federated.core.Algorithm, got {type(alg).__name__}")
+
+
 class SimState(NamedTuple):
     """server: replicated; clients, participation: leading axis N; t: i32[] round counter."""
 
@@ -446,6 +526,10 @@ class SimState(NamedTuple):
 def init_sim(alg: Algorithm, pcfg: ParticipationConfig, params: Any, data: FederatedData, probs: Any,
              key: jax.Array) -> SimState:  # fmt: skip
     """The initial `SimState`: ``server_init(params)``, client states, participation state."""
+    _check_alg(alg)
+    _check_pcfg(pcfg)
+    if not isinstance(data, FederatedData):
+        raise ValueError(f"data: expected a FederatedData, got {type(data).__name__}")
     n = data.num_clients
     check_array("probs", probs, shape=(n,))
     clients = alg.client_init(params, n)
@@ -536,6 +620,8 @@ def make_round_fn(alg: Algorithm, pcfg: ParticipationConfig, *, mesh: jax.shardi
     With ``capacity`` (static int >= 1) step 2 runs only on the active clients, in chunks of that
     many rows (per device under a mesh); see `_compacted`. None computes all N and masks.
     """
+    _check_alg(alg)
+    _check_pcfg(pcfg)
     if capacity is not None:
         if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)):
             raise ValueError(f"capacity: expected a positive int or None, got {capacity!r}")
@@ -561,6 +647,8 @@ def make_round_fn(alg: Algorithm, pcfg: ParticipationConfig, *, mesh: jax.shardi
 
 def shard_clients(state: SimState, data: FederatedData, mesh: jax.sharding.Mesh):
     """Place per-client leaves split over ``'clients'`` and the rest replicated (N divisible by n_dev)."""
+    if not isinstance(mesh, jax.sharding.Mesh) or AXIS not in mesh.axis_names:
+        raise ValueError(f"mesh: expected a jax.sharding.Mesh with an axis named {AXIS!r}, got {mesh!r}")
     n_dev = mesh.shape[AXIS]
     if data.num_clients % n_dev:
         raise ValueError(f"data: the {data.num_clients} clients must divide evenly over {n_dev} devices")
@@ -578,8 +666,12 @@ def simulate(round_fn: Callable, state: SimState, data: FederatedData, key: jax.
     Round t uses ``fold_in(key, t)``. Every ``eval_every`` rounds (a chunk) ``eval_fn(state, data)``
     returns a dict of metrics. Returns ``(state, round_metrics [num_rounds], eval_metrics [num_chunks])``.
     """
-    check_range("num_rounds", num_rounds, low=1)
-    every = num_rounds if eval_every is None else eval_every
+    if not callable(round_fn):
+        raise ValueError(f"round_fn: expected a callable (state, data, key) -> (state, metrics), got {round_fn!r}")
+    if eval_fn is not None and not callable(eval_fn):
+        raise ValueError(f"eval_fn: expected a callable (state, data) -> dict or None, got {eval_fn!r}")
+    _check_int("num_rounds", num_rounds)
+    every = num_rounds if eval_every is None else _check_int("eval_every", eval_every)
     check_range("eval_every", every, low=1, high=num_rounds)
     if num_rounds % every:
         raise ValueError(f"eval_every: expected a divisor of num_rounds={num_rounds}, got {every}")

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.checks import check_array, check_choice, check_range
+from zoo.checks import check_array, check_choice, check_range, is_traced
 
 from . import core
 
@@ -51,6 +51,8 @@ def sample_roles(key: jax.Array, sampled: jax.Array, *, p: Any = None, period: i
     ``t mod τ == 0``, else a miner. Exactly one of ``p`` / ``period``.
     """
     _check_mode(p, period)
+    if not is_traced(t):
+        check_array("t", t, ndim=0, kind="iu")
     sampled = jnp.asarray(sampled)
     if sampled.dtype != jnp.bool_ or sampled.ndim != 1:
         raise ValueError(f"sampled: expected a 1-D bool array, got shape {sampled.shape} dtype {sampled.dtype}")
@@ -72,7 +74,8 @@ def _check_mode(p, period):
         if isinstance(period, bool) or not isinstance(period, (int, np.integer)):
             raise ValueError(f"period: expected a positive int, got {period!r}")
         check_range("period", int(period), low=1)
-    elif not isinstance(p, jax.core.Tracer):
+    elif not is_traced(p):
+        check_array("p", p, ndim=0)
         check_range("p", float(p), low=0.0, high=1.0)
 
 
@@ -82,13 +85,21 @@ def miner_update(grad_fn: Callable, x: Any, v: Any, index_row, count, data_x, da
 
     ``y_{k+1} = y_k - lr u_k``; ``u_{k+1} = u_k + ∇F(y_{k+1}; B_{k+1}) - ∇F(y_k; B_{k+1})`` with the same
     batch ``B_{k+1}`` (key ``fold_in(key, k)``) for both gradients, evaluated as one call vmapped over a
-    stacked ``[2, ...]`` parameter axis. ``grad_fn(params, batch) -> grads``.
+    stacked ``[2, ...]`` parameter axis. ``grad_fn(params, batch) -> grads``. ``x`` and ``v`` have the
+    same structure and shapes; ``local_steps`` (static) and ``batch_size`` are ints >= 1; every leaf keeps
+    its dtype.
     """
+    _check_grad_fn(grad_fn)
+    core._check_int("local_steps", local_steps)
+    core._check_int("batch_size", batch_size)
+    _check_like("v", v, x)
+    if not is_traced(lr):
+        check_array("lr", lr, ndim=0)
     both = jax.vmap(grad_fn, in_axes=(0, None))
 
     def step(carry, k):
         y, u = carry
-        y_new = jax.tree.map(lambda a, b: a - lr * b, y, u)
+        y_new = jax.tree.map(lambda a, b: a - (lr * b).astype(a.dtype), y, u)
         batch = core.client_batch(data_x, data_y, index_row, count, jax.random.fold_in(key, k), batch_size)
         g = both(jax.tree.map(lambda a, b: jnp.stack([a, b]), y_new, y), batch)
         u_new = jax.tree.map(lambda uu, gg: uu + gg[0] - gg[1], u, g)
@@ -98,26 +109,72 @@ def miner_update(grad_fn: Callable, x: Any, v: Any, index_row, count, data_x, da
     return jax.tree.map(jnp.subtract, x, y), u
 
 
+def _check_grad_fn(grad_fn: Any) -> None:
+    if not callable(grad_fn):
+        raise ValueError(f"grad_fn: expected a callable (params, batch) -> grads, got {type(grad_fn).__name__}")
+
+
+def _check_like(name: str, tree: Any, ref: Any, ref_name: str = "x") -> None:
+    """``tree`` has ``ref``'s pytree structure and leaf shapes (no broadcasting)."""
+    if jax.tree.structure(tree) != jax.tree.structure(ref):
+        raise ValueError(f"{name}: expected the pytree structure of {ref_name} {jax.tree.structure(ref)}, "
+                         f"got {jax.tree.structure(tree)}")
+    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(tree)[0], jax.tree.leaves(ref)):
+        if np.shape(a) != np.shape(b):
+            raise ValueError(f"{name}{jax.tree_util.keystr(path)}: expected shape {np.shape(b)} (as {ref_name}), "
+                             f"got {np.shape(a)}")
+
+
 def anchor_update(grad_fn: Callable, x: Any, index_row, count, data_x, data_y):
     """The bullseye ``g = (1/count) Σ_{j < count} ∇ℓ(x; sample j)`` over the client's whole data.
 
     A masked pass over the ``n_max`` slots of ``index_row``: padded slots get weight 0 and the mean
-    divides by ``count`` (not ``n_max``). Per-sample gradients are vmapped.
+    divides by ``count`` (not ``n_max``). Per-sample gradients are vmapped. A concrete ``count`` must
+    be in [1, n_max] (an empty client has no gradient); under ``jit``/``vmap`` a traced ``count = 0``
+    gives zeros (as `init_bullseyes` relies on for empty clients).
     """
+    _check_grad_fn(grad_fn)
+    check_array("index_row", index_row, ndim=1, min_size=1, kind="iu")
+    check_array("count", count, ndim=0, kind="iu")
     n_max = index_row.shape[0]
-    w = (jnp.arange(n_max) < count).astype(jnp.float32) / jnp.maximum(count, 1)
+    if not is_traced(count):
+        check_range("count (the client's number of rows; an empty client has no gradient)", int(count), low=1,
+                    high=n_max)  # fmt: skip
+    check_array("data_y", data_y, shape=(np.shape(data_x)[0],))
+    dt = core._tree_float_dtype(x)
+    w = (jnp.arange(n_max) < count).astype(dt) / jnp.maximum(count, 1).astype(dt)
     xs, ys = data_x[index_row], data_y[index_row]
     per = jax.vmap(lambda a, b: grad_fn(x, {"x": a[None], "y": b[None]}))(xs, ys)
     return core.weighted_sum(w, per)
 
 
 def server_step(server: dict, delta_sum: Any, num_miners, dv_sum: Any, num_clients: int, *, global_lr=None):
-    """``x -= η_g Σ δ / #miners`` (unchanged when no miner); ``v += Σ_anchors (g_new - g_old) / M``; ``t += 1``."""
+    """``x -= η_g Σ δ / #miners`` (unchanged when no miner); ``v += Σ_anchors (g_new - g_old) / M``; ``t += 1``.
+
+    server: dict with ``params``, ``v`` (same structure and shapes), ``t`` and ``global_lr`` (unless given);
+    delta_sum, dv_sum: params-shaped (no broadcasting); num_miners >= 0; num_clients M >= 1. Every leaf
+    keeps its dtype.
+    """
+    missing = [k for k in ("params", "v", "t") + (("global_lr",) if global_lr is None else ())
+               if not isinstance(server, dict) or k not in server]  # fmt: skip
+    if missing:
+        raise ValueError(f"server: expected the FedAMD server state dict, missing {missing}")
+    _check_like("server['v']", server["v"], server["params"], "server['params']")
+    _check_like("delta_sum", delta_sum, server["params"], "server['params']")
+    _check_like("dv_sum", dv_sum, server["params"], "server['params']")
+    if not is_traced(num_clients):
+        check_array("num_clients", num_clients, ndim=0)
+        check_range("num_clients", float(num_clients), low=1)
+    if not is_traced(num_miners):
+        check_array("num_miners", num_miners, ndim=0)
+        check_range("num_miners", float(num_miners), low=0)
     lr = server["global_lr"] if global_lr is None else global_lr
-    k = jnp.asarray(num_miners, jnp.float32)
-    params = jax.tree.map(lambda p, d: p - jnp.where(k > 0, lr * d / jnp.maximum(k, 1.0), 0.0),
+    if not is_traced(lr):
+        check_array("global_lr", lr, ndim=0)
+    k = jnp.asarray(num_miners)
+    params = jax.tree.map(lambda p, d: p - jnp.where(k > 0, lr * d / jnp.maximum(k, 1), 0.0).astype(p.dtype),
                           server["params"], delta_sum)  # fmt: skip
-    v = jax.tree.map(lambda a, d: a + d / num_clients, server["v"], dv_sum)
+    v = jax.tree.map(lambda a, d: a + (d / num_clients).astype(a.dtype), server["v"], dv_sum)
     return {**server, "params": params, "v": v, "t": server["t"] + 1}
 
 
@@ -127,7 +184,8 @@ def optimal_anchor_prob(num_clients: int, num_sampled: int, rule: str = "optc") 
     opta: argmin_{p in (0,1)} ``1/(1 - p^A) + 2M / (A p sqrt(1 - p^A))`` (bounded golden-section search);
     optb: ``sqrt(4 r² + 2 r) - 2 r``; optc: ``(2 / (A + 2))^(1/A)``.
     """
-    check_range("num_clients", num_clients, low=1)
+    core._check_int("num_clients", num_clients)
+    core._check_int("num_sampled", num_sampled)
     check_range("num_sampled", num_sampled, low=1, high=num_clients)
     check_choice("rule", rule, ("opta", "optb", "optc"))
     m, a = float(num_clients), float(num_sampled)
@@ -170,15 +228,16 @@ def make_algorithm(loss_fn: Callable, *, p: float | None = None, period: int | N
     _check_mode(p, period)
     check_range("local_lr", local_lr, low=0.0, low_inclusive=False)
     check_range("global_lr", global_lr, low=0.0, low_inclusive=False)
-    check_range("local_steps", local_steps, low=1)
-    check_range("batch_size", batch_size, low=1)
+    core._check_int("local_steps", local_steps)
+    core._check_int("batch_size", batch_size)
     grad_fn = jax.grad(loss_fn)
     mode_p = None if period is not None else p
 
     def server_init(params):
+        dt = core._tree_float_dtype(params)
         return {"params": params, "v": jax.tree.map(jnp.zeros_like, params), "t": jnp.zeros((), jnp.int32),
-                "local_lr": jnp.float32(local_lr), "global_lr": jnp.float32(global_lr),
-                "p": jnp.float32(0.0 if mode_p is None else mode_p)}  # fmt: skip
+                "local_lr": jnp.asarray(local_lr, dt), "global_lr": jnp.asarray(global_lr, dt),
+                "p": jnp.asarray(0.0 if mode_p is None else mode_p, dt)}  # fmt: skip
 
     def client_init(params, num_clients):
         return {"table": jax.tree.map(lambda a: jnp.zeros((num_clients,) + jnp.shape(a), a.dtype), params)}
@@ -192,14 +251,14 @@ def make_algorithm(loss_fn: Callable, *, p: float | None = None, period: int | N
 
     def client_reduce(server, cs, msg, active):
         anchor = active & msg["anchor"]
-        miner = (active & ~msg["anchor"]).astype(jnp.float32)
+        miner = (active & ~msg["anchor"]).astype(core._tree_float_dtype(server["params"]))
         table = cs["table"]
         new = jax.tree.map(lambda g, old: jnp.where(anchor, g, old), msg["g"], table)
         contrib = {
-            "delta": jax.tree.map(lambda d: miner * d, msg["delta"]),
+            "delta": jax.tree.map(lambda d: miner.astype(d.dtype) * d, msg["delta"]),
             "dv": jax.tree.map(lambda a, b: a - b, new, table),
             "miners": miner,
-            "anchors": anchor.astype(jnp.float32),
+            "anchors": anchor.astype(miner.dtype),
         }
         return contrib, {"table": new}
 
@@ -211,7 +270,15 @@ def make_algorithm(loss_fn: Callable, *, p: float | None = None, period: int | N
 
 
 def init_bullseyes(state: core.SimState, loss_fn: Callable, data: core.FederatedData) -> core.SimState:
-    """Fill the table with every client's full-data gradient at ``x_0`` and set ``v`` to its mean (§2.3)."""
+    """Fill the table with every client's full-data gradient at ``x_0`` and set ``v`` to its mean (§2.3).
+
+    Empty clients (count 0) get a zero bullseye."""
+    if not isinstance(state, core.SimState) or not isinstance(state.server, dict) or "params" not in state.server:
+        raise ValueError(f"state: expected a core.SimState of a FedAMD algorithm, got {type(state).__name__}")
+    if not callable(loss_fn):
+        raise ValueError(f"loss_fn: expected a callable (params, batch) -> scalar, got {type(loss_fn).__name__}")
+    if not isinstance(data, core.FederatedData):
+        raise ValueError(f"data: expected a core.FederatedData, got {type(data).__name__}")
     grad_fn = jax.grad(loss_fn)
     x0 = state.server["params"]
     table = jax.vmap(lambda row, c: anchor_update(grad_fn, x0, row, c, data.x, data.y))(data.index, data.count)

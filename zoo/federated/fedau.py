@@ -48,7 +48,7 @@ class FedAUWeights(NamedTuple):
 
     since: i32[N]  S_n, rounds since the last recorded interval ended
     num_intervals: i32[N]  M_n, recorded intervals
-    omega: f32[N]  Ω_n, their running mean (1 before the first one)
+    omega: f[N]  Ω_n, their running mean (1 before the first one); JAX's default float (f32 unless x64)
     """
 
     since: jax.Array
@@ -64,13 +64,16 @@ def _check_cutoff(cutoff: Any) -> None:
     check_range("cutoff", int(cutoff), low=1)
 
 
-def init_weights(num_clients: int) -> FedAUWeights:
-    """``S = 0, M = 0, Ω = 1`` for every client."""
-    check_range("num_clients", num_clients, low=1)
+def init_weights(num_clients: int, dtype: Any = None) -> FedAUWeights:
+    """``S = 0, M = 0, Ω = 1`` for every client (Ω in ``dtype``, default JAX's default float)."""
+    num_clients = core._check_int("num_clients", num_clients)
+    dtype = jax.dtypes.canonicalize_dtype(float if dtype is None else dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"dtype: expected a float dtype, got {dtype}")
     return FedAUWeights(
         since=jnp.zeros(num_clients, jnp.int32),
         num_intervals=jnp.zeros(num_clients, jnp.int32),
-        omega=jnp.ones(num_clients, jnp.float32),
+        omega=jnp.ones(num_clients, dtype),
     )
 
 
@@ -82,9 +85,11 @@ def update_weights(state: FedAUWeights, active: jax.Array, *, cutoff: int | None
     3. if ``I^t = 1`` or ``S = K``: ``Ω <- (M Ω + S) / (M + 1)`` (``Ω <- S`` when M = 0), ``M <- M + 1``, ``S <- 0``.
 
     state: `FedAUWeights` with leaves [N] (or scalars, under vmap); active: bool[N].
-    Returns ``(weights_used f32[N], new_state)``. ``cutoff`` is static; None means K = ∞.
+    Returns ``(weights_used f[N], new_state)`` (Ω's dtype). ``cutoff`` is static; None means K = ∞.
     """
     _check_cutoff(cutoff)
+    if not isinstance(state, FedAUWeights):
+        raise ValueError(f"state: expected FedAUWeights (from init_weights), got {type(state).__name__}")
     active = jnp.asarray(active)
     if active.dtype != jnp.bool_:
         raise ValueError(f"active: expected a bool array, got dtype {active.dtype}")
@@ -105,37 +110,64 @@ def update_weights(state: FedAUWeights, active: jax.Array, *, cutoff: int | None
 
 
 def expected_interval(p: Any, cutoff: int | None = None) -> jax.Array:
-    """``E[min(G, K)] = (1 - (1-p)^K) / p`` for ``G ~ Geometric(p)`` on {1, 2, ...}; ``1/p`` when K = ∞."""
+    """``E[min(G, K)] = (1 - (1-p)^K) / p`` for ``G ~ Geometric(p)`` on {1, 2, ...}; ``1/p`` when K = ∞.
+
+    p: participation probabilities in (0, 1] (any shape; values checked outside ``jit``); the result is
+    in p's float dtype (JAX's default float for integer p)."""
     _check_cutoff(cutoff)
+    check_array("p", p)
+    if not is_traced(p):
+        pn = np.asarray(p, np.float64)
+        if ((pn <= 0) | (pn > 1)).any():
+            bad = pn[(pn <= 0) | (pn > 1)].ravel()[0]
+            raise ValueError(f"p: expected participation probabilities in (0, 1], got {bad}")
     p = jnp.asarray(p)
+    p = p.astype(core._float_dtype(p))
     if cutoff is None:
         return 1.0 / p
     return (1.0 - (1.0 - p) ** cutoff) / p
 
 
 def aggregation_weights(method: str, active: jax.Array, *, fedau_weights: Any = None, probs: Any = None):
-    """``(w f32[N], denom f32[])`` with ``x += η Σ_n w_n Δ_n / denom``.
+    """``(w f[N], denom f[])`` with ``x += η Σ_n w_n Δ_n / denom``.
 
     fedau: ``w = I ω``, ``denom = N``; average_participating: ``w = I``, ``denom = max(Σ I, 1)``;
     average_all: ``w = I``, ``denom = N``; known_prob: ``w = I / p``, ``denom = N``.
-    ``fedau_weights``: f32[N] (from `update_weights`), ``probs``: f32[N].
+    ``fedau_weights``: f[N] (from `update_weights`, > 0), ``probs``: f[N] in [0, 1], > 0 where active.
+    Outputs are in the float dtype of ``fedau_weights`` / ``probs`` (JAX's default float otherwise).
     """
     check_choice("method", method, WEIGHTINGS[:4])
     active = jnp.asarray(active)
     if active.dtype != jnp.bool_ or active.ndim != 1:
         raise ValueError(f"active: expected a 1-D bool array, got shape {active.shape} dtype {active.dtype}")
-    a = active.astype(jnp.float32)
-    n = jnp.float32(active.shape[0])
     if method == "fedau":
         if fedau_weights is None:
             raise ValueError("fedau_weights: required for method='fedau'")
         check_array("fedau_weights", fedau_weights, shape=active.shape)
-        return a * fedau_weights, n
+        if not is_traced(fedau_weights) and (np.asarray(fedau_weights) <= 0).any():
+            raise ValueError(f"fedau_weights: expected interval estimates > 0, got minimum {np.min(fedau_weights)}")
+        w = jnp.asarray(fedau_weights)
+        dt = core._float_dtype(w)
+        return active.astype(dt) * w.astype(dt), jnp.asarray(active.shape[0], dt)
     if method == "known_prob":
         if probs is None:
             raise ValueError("probs: required for method='known_prob'")
         check_array("probs", probs, shape=active.shape)
-        return jnp.where(active, 1.0 / jnp.where(active, probs, 1.0), 0.0), n
+        if not is_traced(probs):
+            p = np.asarray(probs, np.float64)
+            bad = (p < 0) | (p > 1)
+            if not is_traced(active):
+                bad |= np.asarray(active) & (p <= 0)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"probs: expected participation probabilities in [0, 1], > 0 on active clients, "
+                                 f"got {p[i]} at client {i}" + (" (active)" if bool(np.asarray(active)[i]) else ""))
+        p = jnp.asarray(probs)
+        dt = core._float_dtype(p)
+        p = p.astype(dt)
+        return jnp.where(active, 1.0 / jnp.where(active, p, 1.0), 0.0).astype(dt), jnp.asarray(active.shape[0], dt)
+    dt = jax.dtypes.canonicalize_dtype(float)
+    a, n = active.astype(dt), jnp.asarray(active.shape[0], dt)
     if method == "average_all":
         return a, n
     return a, jnp.maximum(a.sum(), 1.0)
@@ -147,28 +179,42 @@ def _check_leading(name: str, tree: Any, n: int) -> None:
             raise ValueError(f"{name}{jax.tree_util.keystr(path)}: expected leading dim {n}, got {np.shape(leaf)}")
 
 
-def fedvarp_aggregate(table: Any, deltas: Any, active: jax.Array):
-    """FedVarp: ``v = mean_{n∈S}(Δ_n - y_n) + (1/N) Σ_n y_n``, then ``y_n <- Δ_n`` on S; ``v = 0`` if S = ∅.
-
-    table, deltas: pytrees with leaves [N, ...]; active: bool[N]. Returns ``(v, table)``.
-    """
+def _check_memory_args(table: Any, deltas: Any, active: Any) -> jax.Array:
+    active = jnp.asarray(active)
+    if active.dtype != jnp.bool_ or active.ndim != 1:
+        raise ValueError(f"active: expected a 1-D bool array, got shape {active.shape} dtype {active.dtype}")
     n = active.shape[0]
     _check_leading("table", table, n)
     _check_leading("deltas", deltas, n)
-    a = active.astype(jnp.float32)
+    if jax.tree.structure(table) != jax.tree.structure(deltas):
+        raise ValueError(f"deltas: expected the structure of table {jax.tree.structure(table)}, "
+                         f"got {jax.tree.structure(deltas)}")
+    for (path, t), d in zip(jax.tree_util.tree_flatten_with_path(table)[0], jax.tree.leaves(deltas)):
+        if np.shape(t) != np.shape(d):
+            raise ValueError(f"deltas{jax.tree_util.keystr(path)}: expected shape {np.shape(t)} (as table), "
+                             f"got {np.shape(d)}")
+    return active
+
+
+def fedvarp_aggregate(table: Any, deltas: Any, active: jax.Array):
+    """FedVarp: ``v = mean_{n∈S}(Δ_n - y_n) + (1/N) Σ_n y_n``, then ``y_n <- Δ_n`` on S; ``v = 0`` if S = ∅.
+
+    table, deltas: pytrees with leaves [N, ...] (same structure and shapes); active: bool[N].
+    Returns ``(v, table)``; v in the leaves' dtypes.
+    """
+    active = _check_memory_args(table, deltas, active)
+    a = active.astype(core._tree_float_dtype(deltas))
     k = a.sum()
     corr = core.weighted_sum(a / jnp.maximum(k, 1.0), jax.tree.map(jnp.subtract, deltas, table))
     mean_y = jax.tree.map(lambda y: y.mean(0), table)
-    v = jax.tree.map(lambda c, m: jnp.where(k > 0, c + m, 0.0), corr, mean_y)
+    v = jax.tree.map(lambda c, m: jnp.where(k > 0, c + m, 0.0).astype(m.dtype), corr, mean_y)
     mask = lambda d, y: jnp.where(active.reshape((-1,) + (1,) * (d.ndim - 1)), d, y)  # noqa: E731
     return v, jax.tree.map(mask, deltas, table)
 
 
 def mifa_aggregate(table: Any, deltas: Any, active: jax.Array):
     """MIFA: ``y_n <- Δ_n`` on S, then ``v = (1/N) Σ_n y_n``. Returns ``(v, table)``."""
-    n = active.shape[0]
-    _check_leading("table", table, n)
-    _check_leading("deltas", deltas, n)
+    active = _check_memory_args(table, deltas, active)
     mask = lambda d, y: jnp.where(active.reshape((-1,) + (1,) * (d.ndim - 1)), d, y)  # noqa: E731
     table = jax.tree.map(mask, deltas, table)
     return jax.tree.map(lambda y: y.mean(0), table), table
@@ -177,6 +223,7 @@ def mifa_aggregate(table: Any, deltas: Any, active: jax.Array):
 def memory_floats(weighting: str, params: Any, num_clients: int) -> int:
     """Extra server memory (number of stored values) a method needs beyond the model."""
     check_choice("weighting", weighting, WEIGHTINGS)
+    core._check_int("num_clients", num_clients)
     d = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(params))
     return {"fedau": 3 * num_clients, "known_prob": num_clients, "fedvarp": num_clients * d,
             "mifa": num_clients * d}.get(weighting, 0)  # fmt: skip
@@ -192,15 +239,23 @@ def make_algorithm(
     global_lr: float = 1.0,
     cutoff: int | None = None,
     probs: Any = None,
+    count: Any = None,
 ) -> core.Algorithm:
     """A FedAU-family method as a `zoo.federated.core.Algorithm`.
 
     loss_fn(params, {'x': f32[B, ...], 'y': i32[B]}) -> scalar. ``weighting`` in `WEIGHTINGS`
     (static). ``local_lr`` (γ) and ``global_lr`` (η) initialise the server state's ``'local_lr'``,
-    ``'global_lr'`` leaves. ``cutoff`` K (fedau only; None = ∞). ``probs`` f32[N]: the true
-    participation probabilities, required by ``known_prob`` only (the oracle baseline).
+    ``'global_lr'`` leaves. ``cutoff`` K (fedau only; None = ∞). ``probs`` f[N]: the true
+    participation probabilities in [0, 1], required by ``known_prob`` only (the oracle baseline).
+    ``p_n = 0`` is allowed for a client that never participates (an empty client, as
+    `core.probs_from_multiplier` gives); its weight ``1/p_n`` is taken as 0. With ``count`` (i32[N], the
+    client sizes) ``p_n > 0`` is required on every client with data (`core.init_sim` checks the same
+    for the participation probabilities).
 
-    Client state: fedau -> `FedAUWeights`; known_prob -> ``{'inv_p': f32[N]}``;
+    Dtypes: the server's learning rates, FedAU's Ω and ``inv_p`` take the params' float dtype, and every
+    contribution is cast to its parameter leaf's dtype, so float32 and float64 (x64) runs keep their dtype.
+
+    Client state: fedau -> `FedAUWeights`; known_prob -> ``{'inv_p': f[N]}`` (0 where p = 0);
     fedvarp/mifa -> ``{'table': params-shaped leaves [N, ...]}`` (zeros); otherwise ``{}``.
     """
     if not callable(loss_fn):
@@ -208,27 +263,38 @@ def make_algorithm(
     check_choice("weighting", weighting, WEIGHTINGS)
     check_range("local_lr", local_lr, low=0.0, low_inclusive=False)
     check_range("global_lr", global_lr, low=0.0, low_inclusive=False)
-    check_range("local_steps", local_steps, low=1)
-    check_range("batch_size", batch_size, low=1)
+    local_steps = core._check_int("local_steps", local_steps)
+    batch_size = core._check_int("batch_size", batch_size)
     _check_cutoff(cutoff)
     if weighting == "known_prob":
         if probs is None:
-            raise ValueError("probs: weighting='known_prob' needs the true participation probabilities f32[N]")
+            raise ValueError("probs: weighting='known_prob' needs the true participation probabilities f[N]")
         check_array("probs", probs, ndim=1, min_size=1)
-        if not is_traced(probs) and (np.asarray(probs) <= 0).any() | (np.asarray(probs) > 1).any():
+        if not is_traced(probs):
             p = np.asarray(probs)
-            i = int(np.flatnonzero((p <= 0) | (p > 1))[0])
-            raise ValueError(f"probs: expected values in (0, 1] for weighting='known_prob', got {p[i]} at client {i}")
+            if ((p < 0) | (p > 1)).any():
+                i = int(np.flatnonzero((p < 0) | (p > 1))[0])
+                raise ValueError(f"probs: expected values in [0, 1] for weighting='known_prob', got {p[i]} "
+                                 f"at client {i}")
+            if not (p > 0).any():
+                raise ValueError("probs: expected at least one client with p > 0 for weighting='known_prob'")
+        if count is not None:
+            core.check_probs(probs, count)
+    elif count is not None:
+        raise ValueError(f"count: only used by weighting='known_prob', got weighting={weighting!r}")
 
     def server_init(params):
-        return {"params": params, "local_lr": jnp.float32(local_lr), "global_lr": jnp.float32(global_lr)}
+        dt = core._tree_float_dtype(params)
+        return {"params": params, "local_lr": jnp.asarray(local_lr, dt), "global_lr": jnp.asarray(global_lr, dt)}
 
     def client_init(params, num_clients):
+        dt = core._tree_float_dtype(params)
         if weighting == "fedau":
-            return init_weights(num_clients)
+            return init_weights(num_clients, dt)
         if weighting == "known_prob":
             check_array("probs", probs, shape=(num_clients,))
-            return {"inv_p": 1.0 / jnp.asarray(probs, jnp.float32)}
+            p = jnp.asarray(probs, dt)
+            return {"inv_p": jnp.where(p > 0, 1.0 / jnp.where(p > 0, p, 1.0), 0.0)}  # p = 0: never active
         if weighting in ("fedvarp", "mifa"):
             return {"table": jax.tree.map(lambda p: jnp.zeros((num_clients,) + jnp.shape(p), p.dtype), params)}
         return {}
@@ -239,37 +305,37 @@ def make_algorithm(
         return {"delta": delta, "loss": loss}
 
     def client_reduce(server, cs, msg, active):
-        a = active.astype(jnp.float32)
+        a = active.astype(core._tree_float_dtype(server["params"]))
         delta = msg["delta"]
         contrib = {"active": a, "loss": a * msg["loss"]}
         if weighting == "fedau":
             w, cs = update_weights(cs, active, cutoff=cutoff)
-            contrib["delta"] = jax.tree.map(lambda d: a * w * d, delta)
+            contrib["delta"] = jax.tree.map(lambda d: (a * w).astype(d.dtype) * d, delta)
         elif weighting == "known_prob":
-            contrib["delta"] = jax.tree.map(lambda d: a * cs["inv_p"] * d, delta)
+            contrib["delta"] = jax.tree.map(lambda d: (a * cs["inv_p"]).astype(d.dtype) * d, delta)
         elif weighting == "fedvarp":
             table = cs["table"]
-            contrib["delta"] = jax.tree.map(lambda d, yv: a * (d - yv), delta, table)  # Σ_S (Δ - y)
+            contrib["delta"] = jax.tree.map(lambda d, yv: a.astype(d.dtype) * (d - yv), delta, table)  # Σ_S (Δ - y)
             contrib["table"] = table  # Σ_all y^old
             cs = {"table": jax.tree.map(lambda d, yv: jnp.where(active, d, yv), delta, table)}
         elif weighting == "mifa":
             cs = {"table": jax.tree.map(lambda d, yv: jnp.where(active, d, yv), delta, cs["table"])}
             contrib["delta"] = cs["table"]  # Σ_all y^new
         else:
-            contrib["delta"] = jax.tree.map(lambda d: a * d, delta)
+            contrib["delta"] = jax.tree.map(lambda d: a.astype(d.dtype) * d, delta)
         return contrib, cs
 
     def server_update(server, total, num_clients):
         k = total["active"]
-        n = jnp.float32(num_clients)
+        n = num_clients
         if weighting == "average_participating":
-            v = jax.tree.map(lambda d: d / jnp.maximum(k, 1.0), total["delta"])
+            v = jax.tree.map(lambda d: d / jnp.maximum(k, 1.0).astype(d.dtype), total["delta"])
         elif weighting == "fedvarp":
-            v = jax.tree.map(lambda d, yv: jnp.where(k > 0, d / jnp.maximum(k, 1.0) + yv / n, 0.0),
+            v = jax.tree.map(lambda d, yv: jnp.where(k > 0, d / jnp.maximum(k, 1.0).astype(d.dtype) + yv / n, 0.0),
                              total["delta"], total["table"])  # fmt: skip
         else:
             v = jax.tree.map(lambda d: d / n, total["delta"])
-        params = jax.tree.map(lambda p, d: p + server["global_lr"] * d, server["params"], v)
+        params = jax.tree.map(lambda p, d: p + (server["global_lr"] * d).astype(p.dtype), server["params"], v)
         metrics = {"train_loss": total["loss"] / jnp.maximum(k, 1.0)}
         return {**server, "params": params}, metrics
 

@@ -251,18 +251,29 @@ class PPPConfig:
 
 def effective_min_size(cfg: PPPConfig, n_features: int) -> int:
     """min_size actually used: ``max(min_size, D + 1)`` for 'full' covariance, else ``min_size``."""
+    if not isinstance(cfg, PPPConfig):
+        raise ValueError(f"cfg: expected a PPPConfig, got {type(cfg).__name__}")
+    if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)):
+        raise ValueError(f"n_features: expected a positive int, got {n_features!r}")
+    check_range("n_features", n_features, low=1)
     return max(cfg.min_size, n_features + 1) if cfg.cov_type == "full" else cfg.min_size
 
 
 # ============================================================================ validation
 
 
+def _float_dtype(dtype: Any) -> Any:
+    """The compute dtype for inputs of ``dtype``: a float dtype kept (16-bit floats promoted to float32),
+    JAX's default float for integers and bools (float64 only when x64 is enabled)."""
+    if jnp.issubdtype(dtype, jnp.floating):
+        return jnp.promote_types(jax.dtypes.canonicalize_dtype(dtype), jnp.float32)
+    return jax.dtypes.canonicalize_dtype(float)
+
+
 def _as_float(x: Any) -> jax.Array:
-    """jnp array in a float dtype of at least 32 bits (float64 only when x64 is enabled)."""
+    """jnp array in the compute dtype of :func:`_float_dtype`."""
     x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating) or jnp.finfo(x.dtype).bits < 32:
-        x = x.astype(jnp.float32)
-    return x
+    return x.astype(_float_dtype(x.dtype))
 
 
 def _check_x(x: Any, name: str = "X") -> jax.Array:
@@ -294,13 +305,42 @@ def _check_k(k: Any, mask: jax.Array) -> None:
 
 
 def _check_params(params: GMMParams, d: int, cov_type: str) -> GMMParams:
+    """Shapes always; on concrete values also: finite, weights >= 0 summing to 1 (within 1e-4), every
+    covariance positive definite ('full': symmetric within 1e-5 relative and a float64 Cholesky succeeds;
+    'diag': entries > 0)."""
+    if not isinstance(params, tuple) or len(params) != 3:
+        raise ValueError(f"params: expected GMMParams(weights, means, cov), got {type(params).__name__}")
     w, mu, cov = (jnp.asarray(p) for p in params)
-    check_array("params.weights", w, ndim=1)
+    check_array("params.weights", w, ndim=1, min_size=1)
     k = w.shape[0]
     check_array("params.means", mu, shape=(k, d))
-    want = (k, d, d) if cov_type == "full" else (k, d)
-    check_array(f"params.cov ({cov_type!r} covariance)", cov, shape=want)
-    return GMMParams(_as_float(w), _as_float(mu), _as_float(cov))
+    name = f"params.cov ({cov_type!r} covariance)"
+    check_array(name, cov, shape=(k, d, d) if cov_type == "full" else (k, d))
+    if not is_traced(w):
+        wn = np.asarray(w, np.float64)
+        if (wn < 0).any():
+            i = int(np.flatnonzero(wn < 0)[0])
+            raise ValueError(f"params.weights: expected mixing proportions >= 0, got {wn[i]} at component {i}")
+        if abs(wn.sum() - 1.0) > 1e-4:
+            raise ValueError(f"params.weights: expected mixing proportions summing to 1, got sum {wn.sum():.6g}")
+    if not is_traced(cov):
+        cn = np.asarray(cov, np.float64)
+        if cov_type == "diag":
+            if (cn <= 0).any():
+                i = tuple(int(j) for j in np.argwhere(cn <= 0)[0])
+                raise ValueError(f"{name}: expected variances > 0 (positive definite), got {cn[i]} at index {i}")
+        else:
+            for j, c in enumerate(cn):
+                scale = max(float(np.abs(c).max()), np.finfo(np.float64).tiny)
+                if np.abs(c - c.T).max() > 1e-5 * scale:
+                    raise ValueError(f"{name}: expected symmetric matrices, component {j} is not")
+                try:
+                    np.linalg.cholesky(c)
+                except np.linalg.LinAlgError:
+                    raise ValueError(f"{name}: expected positive definite matrices, component {j} is not "
+                                     f"(smallest eigenvalue {np.linalg.eigvalsh(c)[0]:.3g})") from None
+    dt = _float_dtype(jnp.result_type(w, mu, cov))
+    return GMMParams(w.astype(dt), mu.astype(dt), cov.astype(dt))
 
 
 # ============================================================================ small helpers
@@ -344,7 +384,16 @@ def kmeans_assign(
       x: f[N, D] points.  c: f[K, D] centres.  mask: optional bool[N]; masked-out rows get label -1, d2 0.
     Returns:
       (labels i32[N], d2 f[N]) with d2_i = min_k ||x_i - c_k||^2.
+
+    Validated like the kernel (``zoo.kernels.kmeans`` boundary checks: shapes, finite x and c, a bool
+    mask) whichever path runs; values are checked only outside ``jit``.
     """
+    check_choice("use_kernel", use_kernel, (True, False))
+    x = _check_x(x, "x")
+    c = _check_x(c, "c")
+    if mask is not None:
+        mask = _check_mask(mask, x.shape[0])
+    _kmeans_kernels._validate(x, c, mask, 256, 128, interpret)  # c's width, interpret
     if not use_kernel:
         return _kmeans_kernels.assign_reference(x, c, mask)
     assign = getattr(_kmeans_kernels, "assign", None)
@@ -648,9 +697,10 @@ def gmm_estep(x: Any, params: GMMParams, cov_type: str = "full"):
     log r_ik = log rho_ik - log p(x_i).
 
     Args:
-      x: f[N, D].  params: GMMParams (K components).  cov_type: 'full' | 'diag'.
+      x: f[N, D].  params: GMMParams (K components): weights >= 0 summing to 1, covariances symmetric
+        positive definite (checked outside ``jit``).  cov_type: 'full' | 'diag'.
     Returns:
-      (log_resp f[N, K], log_px f[N]).
+      (log_resp f[N, K], log_px f[N]) in the promoted float dtype of x and params.
     """
     check_choice("cov_type", cov_type, COV_TYPES)
     x = _check_x(x)
@@ -666,8 +716,18 @@ def gmm_mstep(x: Any, resp: Any, mask: Any = None, cov_type: str = "full", reg: 
     check_range("reg_covar", reg, low=0.0)
     x = _check_x(x)
     check_array("resp", resp, ndim=2, shape=(x.shape[0], None))
+    check_range("resp.shape[1] (number of components)", np.shape(resp)[1], low=1)
     mask = _check_mask(mask, x.shape[0])
-    return _mstep_jit(x, _as_float(resp).astype(x.dtype), mask, reg, cov_type=cov_type)
+    if not is_traced(resp) and not is_traced(mask):
+        r = np.asarray(resp, np.float64)[np.asarray(mask)]
+        if (r < 0).any():
+            raise ValueError(f"resp: expected responsibilities >= 0, got minimum {r.min():.6g}")
+        dev = np.abs(r.sum(1) - 1.0)
+        if dev.size and dev.max() > 1e-3:
+            i = int(np.argmax(dev))
+            raise ValueError(f"resp: expected rows summing to 1 (masked-in rows), got a row summing to "
+                             f"{r[i].sum():.6g}")
+    return _mstep_jit(x, _as_float(resp).astype(x.dtype), mask, cov_type=cov_type, reg=reg)
 
 
 def gmm_init_from_labels(
@@ -686,6 +746,13 @@ def gmm_init_from_labels(
     mask = _check_mask(mask, x.shape[0])
     _check_k(k, mask)
     check_array("labels", labels, shape=(x.shape[0],), kind="iu")
+    if not is_traced(labels):
+        lab = np.asarray(labels)
+        bad = (lab < -1) | (lab >= k)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"labels: expected values in [-1, {k - 1}] (0..k-1, -1 = ignored) for k={k}, "
+                             f"got {lab[i]} at index {i}")
     return _init_from_labels_jit(x, jnp.asarray(labels), mask, reg, k=k, cov_type=cov_type)
 
 
@@ -731,13 +798,30 @@ def gmm_bic(x: Any, params: GMMParams, cov_type: str = "full", mask: Any = None)
 # ============================================================================ label comparisons
 
 
-@jax.jit
-def agreement2(l: jax.Array, m: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    """Agreement of two 2-way labelings under the better of the two matchings:
-    a = max(mean(l == m), mean(l != m)) over masked-in rows. l, m: i32[N] -> f[]."""
-    w = jnp.ones(l.shape, jnp.float32) if mask is None else mask.astype(jnp.float32)
+def _check_labelings(a: Any, b: Any, mask: Any, names: tuple[str, str]) -> tuple[jax.Array, ...]:
+    """Two integer labelings of the same N >= 1 rows and an optional bool[N] mask."""
+    check_array(names[0], a, ndim=1, min_size=1, kind="iu")
+    n = np.shape(a)[0]
+    check_array(names[1], b, shape=(n,), kind="iu")
+    if mask is not None:
+        check_array("mask", mask, shape=(n,), kind="b")
+    return jnp.asarray(a), jnp.asarray(b), None if mask is None else jnp.asarray(mask)
+
+
+def _agreement2(l, m, mask):
+    w = jnp.ones(l.shape, jax.dtypes.canonicalize_dtype(float)) if mask is None else mask.astype(float)
     eq = jnp.sum(w * (l == m)) / jnp.maximum(w.sum(), 1.0)
     return jnp.maximum(eq, 1.0 - eq)
+
+
+_agreement2_jit = jax.jit(_agreement2)
+
+
+def agreement2(l: Any, m: Any, mask: Any = None) -> jax.Array:
+    """Agreement of two 2-way labelings under the better of the two matchings:
+    a = max(mean(l == m), mean(l != m)) over masked-in rows. l, m: int[N] (N >= 1) -> f[] (JAX's
+    default float). 0.5 <= a <= 1; a = 1 when no row is masked in."""
+    return _agreement2_jit(*_check_labelings(l, m, mask, ("l", "m")))
 
 
 def _pairs_same(keys: tuple[jax.Array, ...], w: jax.Array) -> jax.Array:
@@ -759,17 +843,10 @@ def _pairs_same(keys: tuple[jax.Array, ...], w: jax.Array) -> jax.Array:
     return jnp.sum(w[order] * rank.astype(w.dtype))
 
 
-@jax.jit
-def ari(a: jax.Array, b: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    """Adjusted Rand index (Hubert & Arabie) of two labelings a, b: i32[N] (any integer labels).
-
-    ARI = (S_ab - S_a S_b / T) / ((S_a + S_b)/2 - S_a S_b / T) with S_ab = sum_ij C(n_ij, 2),
-    S_a = sum_i C(a_i, 2), S_b = sum_j C(b_j, 2), T = C(n, 2); 1 when the denominator is 0
-    (both labelings trivial and identical). jit-safe with no static number of classes.
-    """
-    a = jnp.asarray(a).astype(jnp.int32)
-    b = jnp.asarray(b).astype(jnp.int32)
-    w = jnp.ones(a.shape, jnp.float32) if mask is None else mask.astype(jnp.float32)
+def _ari(a, b, mask):
+    a = a.astype(jnp.int32)
+    b = b.astype(jnp.int32)
+    w = jnp.ones(a.shape, jax.dtypes.canonicalize_dtype(float)) if mask is None else mask.astype(float)
     n = w.sum()
     s_ab = _pairs_same((b, a), w)
     s_a = _pairs_same((a,), w)
@@ -778,6 +855,20 @@ def ari(a: jax.Array, b: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     expected = s_a * s_b / jnp.maximum(t, 1.0)
     den = 0.5 * (s_a + s_b) - expected
     return jnp.where(den == 0, 1.0, (s_ab - expected) / jnp.where(den == 0, 1.0, den))
+
+
+_ari_jit = jax.jit(_ari)
+
+
+def ari(a: Any, b: Any, mask: Any = None) -> jax.Array:
+    """Adjusted Rand index (Hubert & Arabie) of two labelings a, b: int[N], N >= 1 (any integer labels
+    below 2^31 in magnitude); optional mask: bool[N]. Returns f[] in JAX's default float.
+
+    ARI = (S_ab - S_a S_b / T) / ((S_a + S_b)/2 - S_a S_b / T) with S_ab = sum_ij C(n_ij, 2),
+    S_a = sum_i C(a_i, 2), S_b = sum_j C(b_j, 2), T = C(n, 2); 1 when the denominator is 0
+    (both labelings trivial and identical). jit-safe with no static number of classes.
+    """
+    return _ari_jit(*_check_labelings(a, b, mask, ("a", "b")))
 
 
 def _silhouette_impl(x, labels, mask, *, k, block):
@@ -815,7 +906,11 @@ def silhouette_score(x: Any, labels: Any, mask: Any = None, *, block: int = 512)
     x = _check_x(x)
     check_array("labels", labels, shape=(x.shape[0],), kind="iu")
     mask = _check_mask(mask, x.shape[0])
+    if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
+        raise ValueError(f"block: expected a positive int, got {block!r}")
     labels = np.asarray(labels)
+    if (labels[np.asarray(mask)] < 0).any():
+        raise ValueError(f"labels: expected cluster ids >= 0 on masked-in rows, got {labels.min()}")
     k = int(labels.max()) + 1 if labels.size else 1
     return float(_silhouette_jit(x, jnp.asarray(labels, jnp.int32), mask, k=max(k, 1), block=block))
 
@@ -844,7 +939,7 @@ def _split_test_impl(key, x, mask, min_size, tau_agree, reg, km_max_iter, km_tol
     bic1 = -2.0 * n * ll1 + _n_params(1, d, cov_type) * jnp.log(n)
     dbic = bic1 - bic2
     log_resp2, _ = _estep(xc, p2, cov_type)
-    agree = agreement2(l, jnp.argmax(log_resp2, axis=1), mask)
+    agree = _agreement2(l, jnp.argmax(log_resp2, axis=1), mask)
     post_own = jnp.where(mask, jnp.exp(jnp.take_along_axis(log_resp2, jnp.maximum(l, 0)[:, None], 1)[:, 0]), 0.0)
     accept = (jnp.min(sizes) >= min_size) & (dbic > 0) & (agree >= tau_agree)  # NaN dBIC -> reject
     return SplitResult(l, dbic, agree, accept, sizes, post_own, bic1, bic2)
@@ -889,6 +984,8 @@ def canonical_labels(x: Any, labels: Any) -> np.ndarray:
 
     x: f[N, D], labels: int[N] (any values) -> i32[N] in 0..K-1.
     """
+    check_array("x", x, ndim=2, min_size=1)
+    check_array("labels", labels, shape=(np.shape(x)[0],), kind="iu")
     x = np.asarray(x, np.float64)
     labels = np.asarray(labels)
     uniq = np.unique(labels)
@@ -983,13 +1080,13 @@ def _flat_step_impl(key, x, mask, reg, km_max_iter, km_tol, gmm_max_iter, gmm_to
     runs = _kmeans_restarts(key, x, mask, None, km_max_iter, km_tol, k=k, n_init=n_init, init_method="k-means++",
                             use_kernel=use_kernel)  # fmt: skip
     i, j = np.triu_indices(n_init, 1)
-    pairs = jax.vmap(lambda p, q: ari(runs.labels[p], runs.labels[q]))(jnp.asarray(i), jnp.asarray(j))
-    stab = jnp.mean(pairs) if len(i) else jnp.float32(1.0)
+    pairs = jax.vmap(lambda p, q: _ari(runs.labels[p], runs.labels[q], None))(jnp.asarray(i), jnp.asarray(j))
+    stab = jnp.mean(pairs) if len(i) else jnp.ones((), pairs.dtype)
     best = _best_run(runs)
     p = _init_from_labels(x, best.labels, mask, reg, k=k, cov_type=cov_type)
     p, _, _ = _gmm_fit_impl(x, p, mask, reg, gmm_max_iter, gmm_tol, cov_type=cov_type)
     log_resp, _ = _estep(x, p, cov_type)
-    agree = ari(best.labels, jnp.argmax(log_resp, 1), mask)
+    agree = _ari(best.labels, jnp.argmax(log_resp, 1), mask)
     post_own = jnp.exp(jnp.take_along_axis(log_resp, best.labels[:, None], 1)[:, 0])
     return best.labels, stab, agree, post_own
 

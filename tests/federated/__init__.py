@@ -1,0 +1,1 @@
+"""Tests of zoo.federated (a package, so that basenames such as test_float64 may repeat across test folders)."""
