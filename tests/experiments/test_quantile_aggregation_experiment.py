@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
 
-from zoo.registry import UsageError, apply_overrides, get
+from zoo.registry import UsageError, apply_overrides, get, run_experiment
 
 
 @pytest.fixture(scope="module")
 def test_run(run_test_size):
-    return run_test_size("quantile_aggregation")
+    return run_test_size("quantile_aggregation", seeds=3)
 
 
 def test_result_json_and_test_size_checks(test_run):
@@ -37,6 +38,10 @@ def test_result_json_and_test_size_checks(test_run):
     assert tp["average"] >= min(tp["base/linear"], tp["base/knn"]) - 0.05
     assert 0.5 < m["synthetic/cqr_coverage_80"] <= 1.0
     assert len(r["details"]["synthetic"]["per_seed"]["best_single_idx"]) == 3
+    # paired by seed: gain = best single (or average) - aggregate, with its bootstrap interval and wins/n
+    assert m["synthetic/medium_sort_gain_vs_best_n"] == 3
+    assert m["synthetic/medium_sort_gain_vs_best_ci_low"] <= m["synthetic/medium_sort_gain_vs_best_mean"]
+    assert r["details"]["split_seeds"] == [0, 1, 2]
 
 
 def test_plot_exists(test_run):
@@ -46,11 +51,26 @@ def test_plot_exists(test_run):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
 
 
+def test_resume_restores_every_phase(test_run, capsys):
+    """A resumed run in the same directory restores base models and aggregators: the same metrics."""
+    out, r = test_run
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "base_models", "synthetic_cqr_global_medium", "synthetic_global_coarse", "synthetic_global_medium"]
+    run_experiment("quantile_aggregation", size="test", seeds=3, out=out, resume=True, progress=True)
+    again = json.loads((out / "result.json").read_text())
+    assert "fitted" not in capsys.readouterr().err
+    assert {k: v for k, v in again["metrics"].items() if not k.endswith("seconds")} == {
+        k: v for k, v in r["metrics"].items() if not k.endswith("seconds")}
+
+
 def test_sizes_and_bad_overrides():
     exp = get("quantile_aggregation")
-    assert exp.default_seeds == 3 and set(exp.sizes) == {"test", "quick", "paper"}
+    assert exp.default_seeds == 5 and exp.resumable and set(exp.sizes) == {"test", "quick", "paper"}
     q = exp.sizes["quick"]
     assert (q.n_synthetic, q.d_synthetic, q.n_levels, q.knn_k, q.gknn_k) == (2000, 4, 19, 20, 30)
+    # claim 1 is gated on the set its threshold was calibrated on (HGB 4th); the MLP set is reported
+    assert q.base_models == ("linear", "knn", "gknn", "hgb") and q.alt_base_models == ("linear", "knn", "gknn", "mlp")
+    assert q.all_base_models == ("linear", "knn", "gknn", "hgb", "mlp")
     assert q.taus[0] == pytest.approx(0.05) and q.taus[-1] == pytest.approx(0.95)
     assert exp.sizes["paper"].n_levels == 99
     assert apply_overrides(q, ["base_models=linear,knn,hgb"]).base_models == ("linear", "knn", "hgb")
@@ -60,6 +80,10 @@ def test_sizes_and_bad_overrides():
         apply_overrides(q, ["n_levels=10"])
     with pytest.raises(UsageError, match="real_data"):
         apply_overrides(q, ["real_data=yacht"])
+    with pytest.raises(UsageError, match="alt_base_models"):
+        apply_overrides(q, ["alt_base_models=linear,forest"])
+    with pytest.raises(UsageError, match="seed_offset"):
+        apply_overrides(q, ["seed_offset=-1"])
 
 
 def test_importing_the_experiment_is_light():
