@@ -9,9 +9,10 @@ documents, ρ ≡ 1, β = 0); Adam lr 3e-3; 300 steps. Arms with identical rewar
 count (±1 %): ``pointwise`` (MLP on [q, d, q⊙d]), ``groupwise`` (MLP on group-projected features),
 ``groupwise_nodist`` (groupwise with λ_d = 0), and, as a diagnostic outside the claim, ``pointwise_nodist``
 (pointwise with λ_d = 0: with λ_d = 0.5 the pointwise policy collapses onto bin 0 for every document, so
-the best pointwise arm is reported too, ``ndcg_gain_groupwise_vs_best_pointwise``). A whole run (init, training, evaluation) is one pure
-function of (key, data, λ), so the seeds run as one vmapped population; the two groupwise arms share
-one compiled program, and so do the two pointwise arms (λ is a traced hyperparameter).
+the best pointwise arm is reported too, ``ndcg_gain_groupwise_vs_best_pointwise``). Training is a pure
+function of (key, data, λ), so the seeds run as one vmapped population, in checkpointed chunks of
+``chunk_steps`` steps (`zoo.train.run_population`: progress, ``--resume``), then one evaluation; the
+two groupwise arms share one compiled program, and so do the two pointwise arms (λ is traced).
 
 Evaluation on the test queries: full-list NDCG@10 over the 30 candidates, from `rerank` with group 10,
 interval 10, R = 2 repeats and expected-score averaging (the pointwise scorer scores each document
@@ -76,6 +77,7 @@ class GroupRankExperimentConfig:
     eval_repeats: int = 2
     eval_k: int = 10
     log_every: int = 10  # training-curve resolution (steps)
+    chunk_steps: int = 50  # steps per checkpointed chunk of the run
     arms: tuple[str, ...] = ARMS
 
     def __post_init__(self):
@@ -102,6 +104,9 @@ class GroupRankExperimentConfig:
         check_range("log_every", self.log_every, low=1, high=self.steps)
         if self.steps % self.log_every:
             raise ValueError(f"log_every: expected a divisor of steps={self.steps}, got {self.log_every}")
+        check_range("chunk_steps", self.chunk_steps, low=1, high=self.steps)
+        if self.steps % self.chunk_steps:
+            raise ValueError(f"chunk_steps: expected a divisor of steps={self.steps}, got {self.chunk_steps}")
         if not self.arms:
             raise ValueError("arms: expected at least one arm")
         for a in self.arms:
@@ -117,11 +122,11 @@ class GroupRankExperimentConfig:
 
 SIZES = {
     "test": GroupRankExperimentConfig(n_train=16, n_test=16, n_candidates=10, group_size=10, samples=4,
-                                      queries_per_step=16, steps=5, log_every=1, hidden=(16,),
+                                      queries_per_step=16, steps=5, log_every=1, chunk_steps=5, hidden=(16,),
                                       eval_group_size=10, eval_interval=10, eval_repeats=1, arms=("groupwise",)),  # fmt: skip
     "quick": GroupRankExperimentConfig(),
     "paper": GroupRankExperimentConfig(n_train=20_000, n_test=1_000, n_candidates=100, group_size=20, samples=8,
-                                       queries_per_step=64, steps=2000, hidden=(256,), attention=True, n_layers=4,
+                                       queries_per_step=64, steps=2000, chunk_steps=100, hidden=(256,), attention=True, n_layers=4,
                                        eval_group_size=20, eval_interval=20, eval_repeats=6),  # fmt: skip
 }
 
@@ -144,7 +149,11 @@ def seed_data(cfg: GroupRankExperimentConfig, seed: int) -> dict:
 
 @functools.lru_cache(maxsize=8)
 def make_arm_run(cfg: GroupRankExperimentConfig, kind: str):
-    """A pure ``run(key, hp) -> (curves, final metrics)`` with ``hp = {data..., "weights": f32[3]}``."""
+    """``(init, chunk, evaluate)`` of one arm, ``hp = {data..., "weights": f32[3]}``.
+
+    ``init``/``chunk`` train through `zoo.train.run_population` (``chunk(carry, hp, c)``: ``chunk_steps``
+    GRPO steps -> per-step metrics); ``evaluate(carry, hp)`` (jitted, vmapped over members) reranks the test queries with the final scorers.
+    """
     import jax
     import jax.numpy as jnp
     import optax
@@ -171,41 +180,47 @@ def make_arm_run(cfg: GroupRankExperimentConfig, kind: str):
         q = jnp.repeat(hp["q"][idx], ng, 0)
         return q, docs, grades, valid.reshape(-1, m)
 
-    def run(key, hp):
-        def step(carry, key):
-            params, opt_state = carry
-            k_b, k_s = jax.random.split(key)
-            q, docs, grades, valid = batch_of(k_b, hp)
-            logits = gr.scorer_logits(params, q, docs, valid, cfg=scorer)
-            bins, _ = gr.sample_scores(k_s, jax.lax.stop_gradient(logits), cfg.samples)
-            gb = jnp.broadcast_to(grades[:, None], bins.shape)
-            reward, parts = gr.grouprank_reward(bins, gb, cfg=rcfg, valid=valid[:, None], weights=hp["weights"])
-            adv = grpo_core.group_advantages(reward, eps=cfg.eps)
-            batch = {"q": q, "docs": docs, "valid": valid, "bins": bins, "adv": adv}
-            (loss, aux), grads = jax.value_and_grad(
-                lambda p: gr.grouprank_loss(p, batch, scorer=scorer, loss_cfg=loss_cfg), has_aux=True)(params)
-            updates, opt_state = opt.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            met = {"loss": loss, "reward": reward.mean(), "ndcg": parts["ndcg"].mean(), "dist": parts["dist"].mean(),
-                   "recall": parts["recall"].mean(), "zero_adv_frac": jnp.mean(jnp.all(adv == 0, -1))}  # fmt: skip
-            return (params, opt_state), met
+    def step(carry, key, hp):
+        params, opt_state = carry
+        k_b, k_s = jax.random.split(key)
+        q, docs, grades, valid = batch_of(k_b, hp)
+        logits = gr.scorer_logits(params, q, docs, valid, cfg=scorer)
+        bins, _ = gr.sample_scores(k_s, jax.lax.stop_gradient(logits), cfg.samples)
+        gb = jnp.broadcast_to(grades[:, None], bins.shape)
+        reward, parts = gr.grouprank_reward(bins, gb, cfg=rcfg, valid=valid[:, None], weights=hp["weights"])
+        adv = grpo_core.group_advantages(reward, eps=cfg.eps)
+        batch = {"q": q, "docs": docs, "valid": valid, "bins": bins, "adv": adv}
+        (loss, aux), grads = jax.value_and_grad(
+            lambda p: gr.grouprank_loss(p, batch, scorer=scorer, loss_cfg=loss_cfg), has_aux=True)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        met = {"loss": loss, "reward": reward.mean(), "ndcg": parts["ndcg"].mean(), "dist": parts["dist"].mean(),
+               "recall": parts["recall"].mean(), "zero_adv_frac": jnp.mean(jnp.all(adv == 0, -1))}  # fmt: skip
+        return (params, opt_state), met
 
+    def init(key, hp):
         k_init, k_train, k_eval = jax.random.split(key, 3)
         params = gr.init_scorer(k_init, scorer, cfg.group_size)
-        keys = jax.random.split(k_train, cfg.steps)
-        (params, _), met = jax.lax.scan(step, (params, opt.init(params)), keys)
-        curves = jax.tree.map(lambda x: x.reshape(-1, cfg.log_every).mean(1), met)
-        s = gr.rerank(params, k_eval, hp["q_test"], hp["docs_test"], scorer=scorer, group_size=cfg.eval_group_size,
-                      interval=cfg.eval_interval, repeats=cfg.eval_repeats)  # fmt: skip
-        final = {
+        return {"params": params, "opt": opt.init(params), "key": k_train, "k_eval": k_eval}
+
+    def chunk(carry, hp, c):
+        """Steps ``c·chunk_steps …``: their keys are a slice of ``split(k_train, steps)``, however chunked."""
+        keys = jax.lax.dynamic_slice_in_dim(jax.random.split(carry["key"], cfg.steps), c * cfg.chunk_steps,
+                                            cfg.chunk_steps)  # fmt: skip
+        (params, opt_state), met = jax.lax.scan(lambda pc, k: step(pc, k, hp), (carry["params"], carry["opt"]), keys)
+        return {**carry, "params": params, "opt": opt_state}, met
+
+    def evaluate(carry, hp):
+        s = gr.rerank(carry["params"], carry["k_eval"], hp["q_test"], hp["docs_test"], scorer=scorer,
+                      group_size=cfg.eval_group_size, interval=cfg.eval_interval, repeats=cfg.eval_repeats)  # fmt: skip
+        return {
             "ndcg": gr.full_list_ndcg(s, hp["grades_test"], cfg.eval_k),
             "calib_error": jnp.mean(jnp.abs(s - hp["grades_test"] / 3.0)),
             "ndcg_retriever": gr.full_list_ndcg(jnp.einsum("qd,qnd->qn", hp["q_test"], hp["docs_test"]),
                                                 hp["grades_test"], cfg.eval_k),  # fmt: skip
         }
-        return curves, final
 
-    return run
+    return init, chunk, jax.jit(jax.vmap(evaluate))  # the same compiled evaluation for both arms of a kind
 
 
 # ----------------------------------------------------------------------------------- experiment
@@ -238,7 +253,7 @@ def run(cfg: GroupRankExperimentConfig, ctx: RunContext) -> Outcome:
     import jax
     import jax.numpy as jnp
 
-    from zoo.train import population
+    from zoo.train import run_population
 
     t0 = time.perf_counter()
     parts = [seed_data(cfg, s) for s in ctx.seeds]
@@ -253,9 +268,12 @@ def run(cfg: GroupRankExperimentConfig, ctx: RunContext) -> Outcome:
         if arm.endswith("_nodist"):
             w[2] = 0.0
         hp = {**data, "weights": jnp.asarray(np.broadcast_to(w, (s, 3)))}
-        c, f = population(make_arm_run(cfg, arm.split("_")[0]), keys, hp)
-        curves[arm] = jax.tree.map(np.asarray, c)
-        finals[arm] = jax.tree.map(np.asarray, f)
+        init, chunk, evaluate = make_arm_run(cfg, arm.split("_")[0])
+        state, met = run_population(init, chunk, keys, hp, num_chunks=cfg.steps // cfg.chunk_steps,
+                                    steps_per_chunk=cfg.chunk_steps, unit="step", **ctx.runner(arm))  # fmt: skip
+        curves[arm] = jax.tree.map(lambda x: x.reshape(s, -1, cfg.log_every).mean(2), met)
+        ctx.note(f"grouprank: evaluating {arm} on the test queries")
+        finals[arm] = jax.tree.map(np.asarray, evaluate(state, hp))
         metrics[f"seconds_{arm}"] = time.perf_counter() - t1
         for name in ("ndcg", "calib_error"):
             metrics[f"{name}_{arm}"] = float(finals[arm][name].mean())
@@ -301,5 +319,6 @@ register(
         sizes=SIZES,
         run=run,
         default_seeds=3,
+        resumable=True,
     )
 )

@@ -34,5 +34,8 @@ def test_config_validation():
         apply_overrides(exp.sizes["test"], ["eval_interval=11"])
     with pytest.raises(UsageError, match="log_every: expected a divisor"):
         apply_overrides(exp.sizes["quick"], ["log_every=7"])
+    with pytest.raises(UsageError, match="chunk_steps: expected a divisor"):
+        apply_overrides(exp.sizes["quick"], ["chunk_steps=70"])
+    assert exp.resumable
     with pytest.raises(UsageError, match="weights"):
         apply_overrides(exp.sizes["test"], ["weights=1,0.5"])

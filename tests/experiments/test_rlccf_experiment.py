@@ -35,5 +35,10 @@ def test_config_validation():
         apply_overrides(exp.sizes["test"], ["arms=rlccf,empo"])
     with pytest.raises(UsageError, match="k"):
         apply_overrides(exp.sizes["test"], ["k=1"])
+    with pytest.raises(UsageError, match="sft_every: expected a divisor"):
+        apply_overrides(exp.sizes["quick"], ["sft_every=30"])
+    with pytest.raises(UsageError, match="rl_every: expected a divisor"):
+        apply_overrides(exp.sizes["quick"], ["rl_every=7"])
+    assert exp.resumable
     with pytest.raises(UsageError, match="scope"):
         apply_overrides(exp.sizes["test"], ["scope=global"])

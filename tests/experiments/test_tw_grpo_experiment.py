@@ -26,6 +26,10 @@ def test_result_and_plot(test_run):
     assert 1.0 < m["weight_answer_train_tw_grpo"] <= 1.7
     for a in arms:
         assert 0.0 <= m[f"strict_final_{a}"] <= 100.0
+    # the SFT base's sampled accuracy is recorded; C2's weights over all-active positions lie in [1, α]
+    assert 0.0 <= m["sft_sampled_strict_pct"] <= 100.0 and isinstance(m["sft_in_band"], bool)
+    for k in ("prefix", "filler", "answer"):
+        assert 1.0 - 1e-6 <= m[f"sft_live_weight_{k}"] <= 1.7 + 1e-6
     assert (out / "tw_grpo_accuracy.png").stat().st_size > 1000
 
 
@@ -37,3 +41,4 @@ def test_config_validation():
         apply_overrides(exp.sizes["test"], ["eval_every=3"])
     with pytest.raises(UsageError, match="group_size"):
         apply_overrides(exp.sizes["test"], ["group_size=1"])
+    assert exp.resumable
