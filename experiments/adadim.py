@@ -530,7 +530,7 @@ def run_lm(cfg: AdaDimLMConfig, ctx: RunContext) -> Outcome:
         metrics[f"ppl_{k}"] = float(v["ppl"].mean())
         if k.endswith("_ada"):
             metrics[f"ic_frac_{k}"] = float(v["ic_frac"].mean())
-    from .gigpo import paired_summary
+    from zoo.claims import paired_summary
 
     holds, checked = True, False
     for q in ("rtn", "gptq"):

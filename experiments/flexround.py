@@ -147,8 +147,8 @@ def make_quant_run(cfg: FlexRoundExperimentConfig, params, x_train, x_test, y_te
 
 def paired(a, b, scale: float = 1.0) -> dict:
     """``scale·(a − b)`` per seed: mean, percentile-bootstrap 95 % interval, wins (> 0) and n
-    (`zoo.experiments.gigpo.paired_summary`)."""
-    from .gigpo import paired_summary
+    (`zoo.claims.paired_summary`)."""
+    from zoo.claims import paired_summary
 
     return paired_summary(scale * np.asarray(a, np.float64), scale * np.asarray(b, np.float64))
 

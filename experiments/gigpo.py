@@ -42,6 +42,7 @@ import time
 import numpy as np
 
 from zoo.checks import check_choice, check_range
+from zoo.claims import paired_summary
 from zoo.plotting import pyplot, save
 from zoo.registry import Experiment, Outcome, RunContext, register
 
@@ -219,17 +220,6 @@ def _plot(out_dir, cfg, curves: dict, train: dict) -> list[str]:
     ax[1].legend(fontsize=7)
     fig.tight_layout()
     return [save(fig, out_dir, "gigpo_success.png", dpi=100)]
-
-
-def paired_summary(a, b, *, n_boot: int = 10_000, seed: int = 0) -> dict:
-    """Paired comparison of per-seed values ``a[s]`` vs ``b[s]``: the mean of ``d = a − b``, its
-    percentile-bootstrap 95 % interval (seeds resampled with replacement, ``n_boot`` times, a fixed
-    generator), ``wins = #{d > 0}`` and ``n``."""
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    boots = d[np.random.default_rng(seed).integers(0, d.size, (n_boot, d.size))].mean(1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return {"mean": float(d.mean()), "ci_low": float(lo), "ci_high": float(hi), "wins": int((d > 0).sum()),
-            "n": int(d.size)}  # fmt: skip
 
 
 def success_auc(acc, iterations, upto: int):

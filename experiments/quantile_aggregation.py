@@ -559,7 +559,7 @@ def _plot(out_dir, results: dict, main: list[str], cfg: QAExperimentConfig) -> l
 
 def _set_metrics(metrics: dict, prefix: str, r: dict) -> None:
     """The metrics of one (data set, base-model set) under ``prefix``."""
-    from .gigpo import paired_summary
+    from zoo.claims import paired_summary
 
     ps, tp, tps = r["per_seed"], r["test_pinball"], r["test_pinball_per_seed"]
     for k, v in tp.items():

@@ -309,7 +309,7 @@ def run(cfg: RLCCFExperimentConfig, ctx: RunContext) -> Outcome:
     if ctx.size == "test":
         holds = labels_ok and all(m[f"loss_finite_{a}"] for a in cfg.arms)
     else:
-        from zoo.experiments.gigpo import paired_summary
+        from zoo.claims import paired_summary
 
         c1 = c2 = c3 = False
         if {"rlccf", "ttrl"} <= set(cfg.arms):

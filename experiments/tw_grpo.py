@@ -327,7 +327,7 @@ def run(cfg: TWGRPOExperimentConfig, ctx: RunContext) -> Outcome:
     if ctx.size == "test":
         holds = all(metrics[f"loss_finite_{a}"] for a in ARMS) and metrics["weights_in_range"]
     else:
-        from zoo.experiments.gigpo import paired_summary
+        from zoo.claims import paired_summary
 
         at = lambda step: steps.index(step) if step in steps else len(steps) - 1  # noqa: E731
         soft, binary = (100 * evals[a]["strict_multi"][:, at(C1_STEP)] for a in ("grpo_soft", "grpo_binary"))

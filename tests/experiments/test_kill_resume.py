@@ -26,8 +26,6 @@ def _committed(ckpt: Path) -> bool:
 CASES = {
     # a population experiment: 3 seeds vmapped, 60 chunks of 5 rounds, a checkpoint after every chunk
     "fedau": ["--set", "rounds=300", "--set", "eval_every=5", "--set", "last_rounds=20"],
-    # paired GRPO/GiGPO seeds vmapped (2 x 2 members), 20 chunks of 2 iterations + an evaluation each
-    "gigpo": ["--seeds", "2", "--set", "iterations=40", "--set", "eval_every=2", "--set", "auc_iterations=40"],
     # a single run (one seed): 50 chunks of 2 rounds
     "fedamd": ["--seeds", "1", "--set", "rounds=100", "--set", "chunk_rounds=2"],
 }
