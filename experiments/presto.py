@@ -207,7 +207,7 @@ def _run_setting(cfg: PrestoExperimentConfig, seeds, *, design, dev_prob, interc
                             design=design, dev_prob=dev_prob) for s in seeds]
     mse = {"presto": [], "po": [], "logistic": []}
     extra = {"lam_star": [], "lam_index": [], "brier_presto": [], "brier_intercept": [], "cv_finite": [],
-             "path_iters_max": [], "rare_share": [], "nnz_diffs": []}
+             "path_iters_max": [], "path_converged": [], "rare_share": [], "nnz_diffs": []}
     cv_curves = []
     for start in range(0, len(seeds), cfg.chunk):
         part = data[start:start + cfg.chunk]
@@ -232,6 +232,7 @@ def _run_setting(cfg: PrestoExperimentConfig, seeds, *, design, dev_prob, interc
         extra["lam_index"] += idx.tolist()
         extra["cv_finite"] += np.all(np.isfinite(table), axis=(1, 2)).tolist()
         extra["path_iters_max"] += np.asarray(pres["path_iters"]).max(axis=1).tolist()
+        extra["path_converged"] += np.all(np.asarray(pres["path_converged"]), axis=1).tolist()  # full-data path
         cv_curves += [(lam[r], table[r].mean(axis=1)) for r in range(len(part))]
         for r, d in enumerate(part):
             params = pr.from_betas(pres["alpha"][r], pres["B"][r])
@@ -411,6 +412,7 @@ def run(cfg: PrestoExperimentConfig, ctx: RunContext) -> Outcome:
         "pipeline_sanity": bool(sanity),
         "wins_needed": wins_needed,
         "lam_star_index_mean": float(np.mean(per["lam_index"])),
+        "full_data_paths_converged": int(np.sum(per["path_converged"])),
         "seconds_main": round(t_main, 3),
         "seconds_soup": round(t_soup, 3),
     })

@@ -24,6 +24,7 @@ def test_result_json_and_test_size_claim(test_run):
     assert 0 <= per["lam_index"][0] < 8
     assert per["brier_presto"][0] < per["brier_intercept"][0]
     assert r["claim_holds"] is True and m["pipeline_sanity"] is True
+    assert m["full_data_paths_converged"] == 1 and per["path_converged"] == [True]
     for k in ("mse_presto_mean", "mse_po_mean", "mse_logistic_mean"):
         assert 0 < m[k] < 0.01, k
     assert m["ratio_vs_po"] == pytest.approx(m["mse_presto_mean"] / m["mse_po_mean"])
@@ -47,7 +48,8 @@ def test_sizes_and_bad_overrides():
     assert exp.default_seeds == 50
     q = exp.sizes["quick"]
     assert (q.n, q.p, q.K, q.intercepts, q.design, q.dev_prob) == (2500, 10, 4, (0.0, 3.0, 5.0), "sparse", 0.5)
-    assert (q.n_lambda, q.min_ratio, q.n_folds, q.soup_splits, q.tol) == (20, 0.01, 5, 20, 1e-7)
+    assert (q.n_lambda, q.min_ratio, q.n_folds, q.soup_splits, q.tol) == (20, 0.01, 5, 20, 1e-9)
+    assert (q.chunk, q.sequential_folds) == (1, True)  # CPU: no vmapped stragglers (see the config)
     assert exp.sizes["paper"].paper_grid is True and exp.sizes["paper"].soup_splits == 350
     assert apply_overrides(exp.sizes["test"], ["n_folds=4"]).n_folds == 4
     with pytest.raises(UsageError, match="intercepts"):

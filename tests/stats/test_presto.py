@@ -561,3 +561,41 @@ def test_nll_and_friends_reject_bad_labels_nan_and_negative_weights():
         pr.nll(params, Xj, y, w)
     with pytest.raises(ValueError, match="w: all sample weights are 0"):
         pr.standardize(Xj, np.zeros(N, np.float32))
+
+
+# ----------------------------------------------------------------------------- issue 14: solver cost
+
+
+def test_own_class_parts_equal_the_all_classes_form(x64):
+    """The solver's hot loop evaluates each row's OWN class only; value and dloss/deta must equal the
+    spec's all-classes form (strict=False), also at rows of the first/last class, with 0 weights,
+    and where a row's own class is infeasible (+inf, finite G)."""
+    X, y = DATA
+    Xj, yj = jnp.asarray(X), jnp.asarray(y)
+    w = jnp.asarray((np.arange(N) % 5 != 0).astype(float))
+    rng = np.random.default_rng(3)
+    for scale, ww in ((0.0, None), (0.7, w), (4.0, w)):
+        params = pr.PrestoParams(alpha=jnp.asarray(ALPHA_TRUE), psi=jnp.asarray(rng.normal(size=(P, K - 1)) * scale))
+        v_ref, G_ref, _ = pr._nll_parts(params, Xj, yj, ww, strict=False)
+        v, G, _ = jax.jit(pr._own_class_parts)(params, Xj, yj, ww)
+        assert bool(jnp.all(jnp.isfinite(G)))
+        if np.isfinite(float(v_ref)):
+            np.testing.assert_allclose(float(v), float(v_ref), rtol=1e-13)
+        else:
+            assert float(v) == np.inf
+        np.testing.assert_allclose(np.asarray(G), np.asarray(G_ref), rtol=1e-11, atol=1e-15)
+
+
+def test_sequential_folds_equal_vmapped_folds(x64):
+    """``sequential_folds=True`` (lax.map over the CV folds, the CPU setting of the experiment) runs the
+    same fits as the vmapped folds."""
+    X, y = DATA
+    Xj, yj = jnp.asarray(X), jnp.asarray(y)
+    folds = pr.draw_fold_ids(jax.random.key(1), y, 3, K)
+    kw = dict(n_classes=K, n_folds=3, n_lambda=4, tol=1e-8)
+    a = pr.presto_pipeline(Xj, yj, folds, **kw)
+    b = pr.presto_pipeline(Xj, yj, folds, sequential_folds=True, **kw)
+    assert int(a["lam_index"]) == int(b["lam_index"])
+    for k in ("cv_table", "alpha", "B"):
+        np.testing.assert_allclose(np.asarray(b[k]), np.asarray(a[k]), rtol=1e-10, atol=1e-12, err_msg=k)
+    assert bool(np.all(np.asarray(b["path_converged"])))

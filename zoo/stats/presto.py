@@ -102,7 +102,7 @@ __all__ = [
 ]
 
 _LN2 = math.log(2.0)
-_RHO = 1.0  # augmented-Lagrangian penalty per unit of row weight (see _solve)
+_RHO = 0.01  # augmented-Lagrangian penalty per unit of row weight (see _solve; 1.0 conditioned FISTA badly)
 _GFAC = 0.1  # gradient-mapping tolerance = _GFAC * sqrt(tol)
 _LOGIT_CLIP = 100.0  # ordinalNet clips the starting intercepts to +-100
 
@@ -230,6 +230,38 @@ def _nll_parts(params, X, y, w, strict=True):
     return val, G, eta
 
 
+def _own_class_parts(params, X, y, w):
+    """The ``strict=False`` NLL and ``G = dloss_i/deta`` of :func:`_nll_parts`, computed on each row's
+    OWN class only (a = eta_{y_i}, b = eta_{y_i - 1}; +-inf past the ends): about a third of the
+    transcendentals of the all-classes form (the solver's hot loop). Returns (value, G, eta)."""
+    K1 = params.alpha.shape[0]
+    eta = cumulative_logits(params, X)
+    dtype = eta.dtype
+    w = jnp.ones(X.shape[0], dtype) if w is None else jnp.asarray(w, dtype)
+    Y = _onehot(y, K1 + 1, dtype)
+    up, lo = Y[:, :-1], Y[:, 1:]  # row i's upper boundary is eta_{y_i}, its lower one eta_{y_i - 1}
+    a = jnp.where(y == K1, jnp.inf, jnp.sum(up * eta, axis=1))
+    b = jnp.where(y == 0, -jnp.inf, jnp.sum(lo * eta, axis=1))
+    fa, fb = jnp.where(y == K1, 0.0, a), jnp.where(y == 0, 0.0, b)  # finite stand-ins
+    spa, spb = jax.nn.softplus(fa), jax.nn.softplus(fb)  # softplus(-x) = softplus(x) - x
+    t = b - a
+    ok = t < 0
+    ts = jnp.where(ok, t, -1.0)
+    lp = (jnp.where(y == K1, 0.0, fa - spa) + _log1mexp(ts) - jnp.where(y == 0, 0.0, spb))
+    lp = jnp.where(ok, lp, -jnp.inf)
+    pos = w > 0
+    sw = jnp.sum(w)
+    val = jnp.sum(jnp.where(pos, w * -lp, 0.0)) / sw
+    val = jnp.where(jnp.any(pos & ~ok), jnp.inf, val)
+    lp_safe = jnp.where(ok, lp, 0.0)
+    # log f(x) = log sigmoid(x) + log sigmoid(-x) = x - 2 softplus(x); 0 past the ends
+    ra = jnp.where(y == K1, 0.0, jnp.exp(fa - 2.0 * spa - lp_safe))
+    rb = jnp.where(y == 0, 0.0, jnp.exp(fb - 2.0 * spb - lp_safe))
+    scale = jnp.where(pos, w, 0.0) / sw
+    G = (lo * rb[:, None] - up * ra[:, None]) * scale[:, None]
+    return val, G, eta
+
+
 def nll(params: PrestoParams, X, y, w=None) -> jax.Array:
     """Weighted mean negative log-likelihood: f[]; ``+inf`` if any row with ``w > 0`` is infeasible.
 
@@ -334,14 +366,10 @@ def _fista(smooth, l1, upd_mask, init, L0, max_iter, tol, record=0):
         x, x_prev, t = s["x"], s["x_prev"], s["t"]
         t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * t * t))
         beta = (t - 1.0) / t_next
-        z_c = jax.tree.map(lambda a, b: a + beta * (a - b), x, x_prev)
-        fz_c, gz_c = smooth(z_c)
-        feas = jnp.isfinite(fz_c)
-        plain = (~feas) | (beta == 0)  # z = x: a plain proximal-gradient step
-        fx, gx = smooth(x)
-        z = jax.tree.map(lambda a, b: jnp.where(feas, a, b), z_c, x)
-        fz = jnp.where(feas, fz_c, fx)
-        gz = jax.tree.map(lambda a, b: jnp.where(feas, a, b), gz_c, gx)
+        z = jax.tree.map(lambda a, b: a + beta * (a - b), x, x_prev)
+        fz, gz = smooth(z)  # the only gradient of the iteration
+        feas = jnp.isfinite(fz)  # always True when beta == 0 (z = x)
+        plain = beta == 0  # z = x: a plain proximal-gradient step
 
         def bt_cond(b):
             return ~b["ok"] & (b["k"] < 60)
@@ -355,7 +383,8 @@ def _fista(smooth, l1, upd_mask, init, L0, max_iter, tol, record=0):
             ok = jnp.isfinite(fn) & (fn <= Q + 10 * eps * jnp.abs(fz))
             return {"L": jnp.where(ok, L, 2.0 * L), "new": new, "fn": fn, "ok": ok, "k": b["k"] + 1}
 
-        b0 = {"L": s["L"], "new": z, "fn": fz, "ok": jnp.zeros((), bool), "k": jnp.zeros((), jnp.int32)}
+        # an extrapolated point outside the domain: no step, restart (the next z is x, a plain step)
+        b0 = {"L": s["L"], "new": z, "fn": fz, "ok": jnp.zeros((), bool), "k": jnp.where(feas, 0, 60).astype(jnp.int32)}
         b = jax.lax.while_loop(bt_cond, bt_body, b0)
         F_new = b["fn"] + jnp.sum(l1 * jnp.abs(b["new"].psi))
         accept = b["ok"] & (F_new <= s["F"])
@@ -400,7 +429,7 @@ def _fista(smooth, l1, upd_mask, init, L0, max_iter, tol, record=0):
     return out
 
 
-def _solve(X, y, w, lam, mix, pen_mask, upd_mask, init, max_iter, tol, max_outer=30):
+def _solve(X, y, w, lam, mix, pen_mask, upd_mask, init, max_iter, tol, max_outer=200):
     r"""PRESTO at one lambda: an augmented Lagrangian around FISTA, so boundary optima are reached.
 
     The training objective is ``+inf`` wherever a row with ``w > 0`` has ``eta_{k-1} >= eta_k``
@@ -414,7 +443,12 @@ def _solve(X, y, w, lam, mix, pen_mask, upd_mask, init, max_iter, tol, max_outer
       ``g_ik = eta_{i,k+1} - eta_{i,k} >= 0`` (rows with ``w > 0``);
     * augmented Lagrangian with per-row multipliers ``nu >= 0`` (scaled by ``w_i / sum w``):
       ``+ sum_i (w_i/sum w) [ (rho/2) max(0, nu_i/rho - g_i)^2 - nu_i^2/(2 rho) ]``, inner problem
-      by :func:`_fista` (warm started), update ``nu <- max(0, nu - rho g)``; ``rho = 1 / max_i(w_i/sum w)``;
+      by :func:`_fista` (warm started), update ``nu <- max(0, nu - rho g)``;
+      ``rho = 0.01 / max_i(w_i/sum w)`` (``_RHO``): each violated row adds curvature ~0.01 |x_i|^2, the
+      scale of the mean NLL's, so FISTA's conditioning survives (``_RHO = 1`` took 2-4x the
+      iterations at small lambda on the quick design). With the small rho the multipliers converge
+      slowly on some boundary fits (30-100 outer rounds of a few FISTA steps each; 4 of 50 quick
+      replicates hit the former cap of 30 unconverged), hence ``max_outer = 200``;
     * stop when ``max |min(g, nu/rho)| <= 0.1 sqrt(tol)`` (feasible + complementary) after a converged
       inner solve; then restore STRICT feasibility by the shortest blend towards the intercept-only
       start (strictly ordered), so the returned objective is finite.
@@ -436,7 +470,7 @@ def _solve(X, y, w, lam, mix, pen_mask, upd_mask, init, max_iter, tol, max_outer
 
     def make_smooth(nu):
         def smooth(p):
-            v, G, eta = _nll_parts(p, X, y, w, strict=False)
+            v, G, eta = _own_class_parts(p, X, y, w)
             g = jnp.diff(eta, axis=1)  # [n, K-2]
             s = jnp.where(active_rows, jnp.maximum(0.0, nu - rho * g), 0.0)
             v = v + jnp.sum(wn[:, None] * (s * s - nu * nu)) / (2.0 * rho) + 0.5 * jnp.sum(l2 * p.psi * p.psi)
@@ -744,10 +778,12 @@ def brier_multiclass(P, y, w=None):
     return jnp.sum(w * per) / jnp.sum(w)
 
 
-def _fold_paths(X, y, lambdas, W, mix, n_classes, penalize_first, max_iter, tol):
+def _fold_paths(X, y, lambdas, W, mix, n_classes, penalize_first, max_iter, tol, sequential=False):
     """Paths for a stack of training-weight vectors ``W: f[m, n]`` (vmapped; ONE traced solver).
 
-    Each member standardises X with its own weighted moments. Returns held-out Brier ``f[m, L]``
+    ``sequential=True`` runs the members one after another (``lax.map``) instead: a vmapped
+    ``while_loop`` runs every member to the slowest member's iteration count, which costs more than
+    it saves on CPU. Each member standardises X with its own weighted moments. Returns held-out Brier ``f[m, L]``
     (rows with weight 0), the paths' params (standardised scale), infos, means and sds.
     """
 
@@ -759,7 +795,7 @@ def _fold_paths(X, y, lambdas, W, mix, n_classes, penalize_first, max_iter, tol)
         brier = jax.vmap(lambda Pl: brier_multiclass(Pl, y, held))(P)
         return brier, params, info, mean, sd
 
-    return jax.vmap(one)(W)
+    return jax.lax.map(one, W) if sequential else jax.vmap(one)(W)
 
 
 def _fold_weights(fold_ids, n_folds, dtype):
@@ -886,25 +922,31 @@ def presto_pipeline(
     mix: float = 1.0,
     max_iter: int = 5000,
     tol: float = 1e-9,
+    sequential_folds: bool = False,
 ) -> dict:
     """The official end-to-end procedure as ONE pure, jit/vmap-able function (checks only when eager).
 
     Standardise on all rows -> lambda_max -> grid -> CV Brier table [L, F] -> lambda* = largest
     lambda among the minima of the fold-mean -> full-data path with warm starts, taken at lambda*.
-    Vmap it over replicates (stack X, y, fold_ids). Every class must appear in every training fold
-    (checked on eager calls; under a trace it is the caller's job: use :func:`draw_fold_ids`). Returns a dict: ``alpha: f[K-1]``, ``B: f[p, K-1]``
-    (raw scale), ``lam_star``, ``lam_index``, ``lambdas: f[L]``, ``cv_table: f[L, F]``, ``path_iters: i[L]``.
+    Vmap it over replicates (stack X, y, fold_ids) on accelerators; on CPU call it once per replicate
+    with ``sequential_folds=True`` (static): a vmapped ``while_loop`` runs every member until the
+    slowest one stops, and small-lambda fits on the ordering boundary are the stragglers. Every
+    class must appear in every training fold (checked on eager calls; under a trace it is the
+    caller's job: use :func:`draw_fold_ids`). Returns a dict: ``alpha: f[K-1]``, ``B: f[p, K-1]``
+    (raw scale), ``lam_star``, ``lam_index``, ``lambdas: f[L]``, ``cv_table: f[L, F]``,
+    ``path_iters: i[L]``, ``path_converged: bool[L]`` (the full-data path).
     """
     if not (is_traced(X) or is_traced(y) or is_traced(fold_ids)):
         _check_xy(X, y, n_classes)
         _check_folds(fold_ids, n_folds, X.shape[0])
         _check_fold_classes(y, fold_ids, n_folds, n_classes)
     return _pipeline_jit(X, y, fold_ids, mix, n_classes, n_folds, n_lambda, min_ratio, penalize_first,
-                         max_iter, tol)
+                         max_iter, tol, sequential_folds)
 
 
-@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7, 8))
-def _pipeline_jit(X, y, fold_ids, mix, n_classes, n_folds, n_lambda, min_ratio, penalize_first, max_iter, tol):
+@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7, 8, 11))
+def _pipeline_jit(X, y, fold_ids, mix, n_classes, n_folds, n_lambda, min_ratio, penalize_first, max_iter, tol,
+                  sequential_folds=False):
     TRACE_COUNTS["presto_pipeline"] += 1
     X = jnp.asarray(X)
     mix = jnp.asarray(mix, X.dtype)
@@ -912,7 +954,8 @@ def _pipeline_jit(X, y, fold_ids, mix, n_classes, n_folds, n_lambda, min_ratio, 
     lambdas = _lambda_grid(_lambda_max(Xs, y, n_classes, None, mix), n_lambda, min_ratio)
     # the n_folds CV fits and the full-data refit as ONE vmapped solver call (last member: all rows)
     W = jnp.concatenate([_fold_weights(fold_ids, n_folds, X.dtype), jnp.ones((1, X.shape[0]), X.dtype)])
-    brier, params, info, mean, sd = _fold_paths(X, y, lambdas, W, mix, n_classes, penalize_first, max_iter, tol)
+    brier, params, info, mean, sd = _fold_paths(X, y, lambdas, W, mix, n_classes, penalize_first, max_iter, tol,
+                                                sequential_folds)
     table = brier[:n_folds].T  # [L, F]
     score = jnp.mean(table, axis=1)
     idx = jnp.argmin(score)  # first index = largest lambda among ties (the grid decreases)
