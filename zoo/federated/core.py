@@ -344,7 +344,7 @@ def check_probs(probs: Any, count: Any | None = None) -> None:
         if (p < 0).any() or (p > 1).any():
             i = int(np.flatnonzero((p < 0) | (p > 1))[0])
             raise ValueError(f"probs: expected participation probabilities in (0, 1], got {p[i]} at client {i}")
-        if count is not None:
+        if count is not None and not is_traced(count):
             check_array("count", count, shape=(len(p),))
             bad = (np.asarray(count) > 0) & (p <= 0)
             if bad.any():

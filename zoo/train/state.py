@@ -35,7 +35,7 @@ def _check_key(name: str, key: Any) -> None:
 class TrainState:
     """The state of a training run.
 
-    Fields:
+    Attributes:
       step: i32[] number of optimizer updates applied so far (0 at creation).
       params: the model's parameter pytree.
       opt_state: the optimizer's state for ``params``.
