@@ -39,6 +39,16 @@ def test_md_test_size(md_run):
         assert m[f"{arm}_train_loss_last"] < m[f"{arm}_train_loss_first"]
         assert math.isfinite(m[f"{arm}_force_mae"]) and m[f"{arm}_force_mae"] > 0
     assert m["zero_force_mae"] > 0 and (out / "ponita_md_substitute.png").stat().st_size > 1000
+    # force non-invariance of the finite grid, at init and after training: positive, finite, a relative size
+    for k in ("ponita_init_force_noninvariance", "ponita_final_force_noninvariance"):
+        assert 0 < m[k] < 5, (k, m[k])
+    assert len(r["details"]["ponita_per_seed_init_force_noninvariance"]) == 2
+    # the comparison paired by seed: margin = 0.8 pnita - ponita per seed
+    p = r["details"]["paired_margin_ratio_max_pnita_minus_ponita"]
+    pon, pni = r["details"]["ponita_per_seed_force_mae"], r["details"]["pnita_per_seed_force_mae"]
+    d = [0.8 * b - a for a, b in zip(pon, pni)]
+    assert p["n"] == 2 and abs(p["mean"] - sum(d) / 2) < 1e-6 and p["ci_low"] <= p["mean"] <= p["ci_high"]
+    assert p["wins"] == sum(x > 0 for x in d)
 
 
 def test_config_validation():
@@ -53,3 +63,4 @@ def test_config_validation():
         apply_overrides(md.sizes["test"], ["num_ori=0"])
     assert nb.sizes["paper"].num_ori == 16 and nb.sizes["paper"].hidden_dim == 128
     assert md.sizes["paper"].num_ori == 20 and md.sizes["paper"].ema == 0.99
+    assert md.sizes["quick"].num_ori == 20  # the official rMD17 grid

@@ -30,7 +30,7 @@ def _png_ok(path):
 def test_sgld_mixture_test_size(lens_run):
     out, r = lens_run
     assert (r["experiment"], r["paper"], r["size"]) == ("universality_lens", "universality_lens", "test")
-    assert r["seeds"] == [0, 1, 2] and r["details"]["seeds_used"] == [0]  # test size: 1 seed
+    assert r["seeds"] == list(range(10)) and r["details"]["seeds_used"] == [0]  # test size: 1 seed
     assert r["details"]["teacher_seeds"] == [1000]
     m = r["metrics"]
     for k in ("width8/gd_regret", "width8/mixture_regret", "width8/sample_mean_regret", "width8/mixture_log_loss",
@@ -41,6 +41,11 @@ def test_sgld_mixture_test_size(lens_run):
     assert m["width8/mixture_log_loss"] <= m["width8/sample_mean_log_loss"]
     assert m["sanity_mixture_log_loss_le_members"] is True
     assert r["claim_holds"] == (m["sanity_finite"] and m["sanity_mixture_log_loss_le_members"])
+    # the full gate's pieces are recorded too: paired per-width statistics; one teacher is not enough to gate on
+    assert m["teachers"] == 1 and m["enough_teachers"] is False
+    p = r["details"]["paired"]["half_gd_minus_mixture/width8"]
+    assert p["n"] == 1 and p["ci_low"] == p["mean"] == p["ci_high"]
+    np.testing.assert_allclose(p["mean"], 0.5 * m["width8/gd_regret"] - m["width8/mixture_regret"], rtol=1e-5)
     # regret = log-loss − teacher entropy, and every regret is >= 0
     regret = m["width8/mixture_log_loss"] - m["width8/teacher_entropy"]
     np.testing.assert_allclose(regret, m["width8/mixture_regret"], rtol=1e-4)
@@ -65,10 +70,12 @@ def test_exact_theory_test_size(exact_run):
 
 def test_sizes_follow_the_spec_and_bad_overrides_fail():
     lens, exact = get("universality_lens"), get("universality_lens/exact")
-    assert lens.default_seeds == 3 and exact.default_seeds == 3
+    assert lens.default_seeds == 10 and exact.default_seeds == 3  # E2's claims are paired over >= 10 teachers
     q = lens.sizes["quick"]
-    assert (q.widths, q.n_trains, q.d, q.n_test, q.gd_lr, q.gd_steps) == ((8, 64, 256), (256,), 10, 4000, 0.5, 4000)
-    assert (q.sgld_steps, q.burn_in, q.thin, q.alpha_n, q.temperatures, q.gate) == (8000, 4000, 40, 0.5, (1.0,), "full")
+    assert (q.widths, q.n_trains, q.d, q.n_test, q.gd_lr, q.gd_steps) == ((8, 64, 256, 1024), (256,), 10, 4000, 0.5,
+                                                                          4000)  # fmt: skip
+    assert (q.sgld_steps, q.burn_in, q.thin, q.alpha_n, q.temperatures, q.gate) == (6000, 3000, 30, 0.5, (1.0,), "full")
+    assert (q.sgld_steps - q.burn_in) // q.thin == 100 and q.gd_models == 1  # 100 samples; no deep ensemble
     t = lens.sizes["test"]
     assert (t.widths, t.sgld_steps, t.gd_steps, t.max_seeds) == ((8,), 500, 200, 1)
     p = lens.sizes["paper"]
@@ -130,3 +137,4 @@ def test_importing_the_experiment_is_light():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
