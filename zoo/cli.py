@@ -43,7 +43,9 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true",
                    help="resume in --out (default: the latest run of NAME at SIZE) from its checkpoints")
     r.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
-                   help="checkpoint long runs every N chunks (default 1)")
+                   help="checkpoint long runs every N chunks (default 1) ...")
+    r.add_argument("--checkpoint-seconds", type=float, default=10.0, metavar="S",
+                   help="... but at least S seconds apart (default 10; 0: every N chunks); the last always")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: on when stderr is a terminal)")
     r.add_argument("--distributed", action="store_true",
@@ -95,6 +97,7 @@ def _cmd_run(args) -> int:
         raise registry.UsageError("--coordinator/--num-processes/--process-id: need --distributed")
     res = registry.run_experiment(args.name, size=args.size, seeds=args.seeds, sets=args.sets, out=out,
                                   resume=args.resume, progress=progress, checkpoint_every=args.checkpoint_every,
+                                  checkpoint_seconds=args.checkpoint_seconds,
                                   mesh=mesh)
     if mesh is not None:
         import jax

@@ -43,6 +43,7 @@ class RunContext:
     resume: bool = False  # resume from checkpoints under out_dir if present
     progress: bool = False  # show progress bars
     checkpoint_every: int = 1  # chunks between checkpoints of a long run
+    checkpoint_seconds: float = 0.0  # and at least this many seconds between two of them (the last is always saved)
     checkpoints: bool = True  # write checkpoints under out_dir/checkpoints (False: none, no resume)
     mesh: Any = None  # a mesh over every process's devices when run with --distributed
 
@@ -56,6 +57,7 @@ class RunContext:
         kw = {
             "checkpoint_dir": (self.out_dir / "checkpoints" / phase.replace("/", "_")) if self.checkpoints else None,
             "checkpoint_every": self.checkpoint_every,
+            "checkpoint_seconds": self.checkpoint_seconds,
             "resume": self.resume,
             "progress": self.progress,
             "desc": phase,
@@ -259,6 +261,7 @@ def run_experiment(
     resume: bool = False,
     progress: bool = False,
     checkpoint_every: int = 1,
+    checkpoint_seconds: float = 0.0,
     mesh: Any = None,
 ) -> dict[str, Any]:
     """Run one experiment and write ``out/result.json``; return the result dict.
@@ -275,6 +278,9 @@ def run_experiment(
         raise UsageError(f"--seeds: expected a positive int, got {seeds}")
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise UsageError(f"--checkpoint-every: expected a positive int, got {checkpoint_every!r}")
+    if isinstance(checkpoint_seconds, bool) or not isinstance(checkpoint_seconds, (int, float)) or not (
+            0 <= checkpoint_seconds < float("inf")):
+        raise UsageError(f"--checkpoint-seconds: expected a finite number >= 0, got {checkpoint_seconds!r}")
     if resume and not exp.resumable:
         raise UsageError(f"{name} cannot resume: it does not checkpoint its runs; run it again without --resume")
     if resume and out is None:
@@ -301,7 +307,7 @@ def run_experiment(
         run_file.write_text(json.dumps({**record, "started": _dt.datetime.now().isoformat(timespec="seconds")},
                                        indent=2) + "\n")
     ctx = RunContext(out_dir=out_dir, seeds=tuple(range(n_seeds)), size=size, resume=resume, progress=progress,
-                     checkpoint_every=checkpoint_every, mesh=mesh)
+                     checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds, mesh=mesh)
     t0 = time.perf_counter()
     outcome = exp.run(cfg, ctx)
     seconds = time.perf_counter() - t0

@@ -38,8 +38,8 @@ def test_sigkill_then_resume_matches_uninterrupted(name, tmp_path):
     ref, run = tmp_path / "ref", tmp_path / "run"
     subprocess.run([*ZOO, *args, "--out", str(ref), "--checkpoint-every", "1000"], env=env, check=True,
                    capture_output=True, timeout=300)
-    proc = subprocess.Popen([*ZOO, *args, "--out", str(run)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*ZOO, *args, "--out", str(run), "--checkpoint-seconds", "0"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not _committed(run / "checkpoints") and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)

@@ -76,6 +76,16 @@ def test_killed_population_resumes_bit_identical(tmp_path, uninterrupted):
     assert seen == [3, 4, 5] and _leaves_equal(again[1], outs)
 
 
+def test_checkpoint_seconds_skips_saves_but_always_keeps_the_last(tmp_path):
+    import os
+
+    run_population(init, chunk, KEYS, HP, num_chunks=4, checkpoint_dir=tmp_path, progress=False, keep=10,
+                   checkpoint_seconds=3600.0)
+    assert sorted(os.listdir(tmp_path)) == ["4"]
+    with pytest.raises(ValueError, match="checkpoint_seconds"):
+        run_population(init, chunk, KEYS, HP, num_chunks=4, checkpoint_seconds=-1.0)
+
+
 def test_resume_false_refuses_existing_checkpoints(tmp_path):
     kw = dict(num_chunks=2, checkpoint_dir=tmp_path, progress=False)
     run_population(init, chunk, KEYS, HP, **kw)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -76,11 +77,17 @@ class Loop:
       resume: restore the latest checkpoint in ``checkpoint_dir`` if there is one; with False an
         existing checkpoint is an error (two runs are never mixed).
       progress: show a tqdm bar (None: when stderr is a TTY).
+      min_interval: seconds; a save asked for sooner than this after the previous one (or the
+        start) is skipped unless forced (the last one always is). An orbax save costs tens of
+        milliseconds of CPU however small the state, so tiny chunks should not all be saved.
     """
 
     def __init__(self, *, total: int, checkpoint_dir: str | os.PathLike | None = None, keep: int = 3,
-                 resume: bool = True, progress: bool | None = None, desc: str = "train", unit: str = "step"):
+                 resume: bool = True, progress: bool | None = None, desc: str = "train", unit: str = "step",
+                 min_interval: float = 0.0):
         self.total = int(total)
+        self.min_interval = float(min_interval)
+        self._last_save = time.monotonic()
         self.resume = bool(resume)
         self.ckpt = Checkpoints(checkpoint_dir, keep=keep) if checkpoint_dir is not None else None
         self.bar = None
@@ -113,9 +120,14 @@ class Loop:
                 self.bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
 
     # -- checkpoints
-    def save(self, state: Any, history: Mapping[str, np.ndarray] | None = None, *, step: int | None = None) -> None:
-        if self.ckpt is not None:
-            self.ckpt.save(state, history, step=step)
+    def save(self, state: Any, history: Mapping[str, np.ndarray] | None = None, *, step: int | None = None,
+             force: bool = False) -> bool:
+        """Checkpoint now (unless within ``min_interval`` of the last save and not ``force``); True if saved."""
+        if self.ckpt is None or (not force and time.monotonic() - self._last_save < self.min_interval):
+            return False
+        self.ckpt.save(state, history, step=step)
+        self._last_save = time.monotonic()
+        return True
 
     def close(self) -> None:
         if self.bar is not None:
@@ -223,6 +235,7 @@ def run_population(
     steps_per_chunk: int = 1,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
+    checkpoint_seconds: float = 0.0,
     keep: int = 2,
     resume: bool = True,
     progress: bool | None = None,
@@ -244,7 +257,8 @@ def run_population(
       hparams: optional pytree whose leaves have a leading member axis S (data, learning rates...).
       num_chunks: chunks in the whole run; ``steps_per_chunk`` only scales the progress bar.
       checkpoint_dir: save ``{state of every member, outputs so far}`` every ``checkpoint_every``
-        chunks and at the end, keeping ``keep``; with ``resume`` continue from the latest one.
+        chunks (skipping those within ``checkpoint_seconds`` of the previous save) and at the end,
+        keeping ``keep``; with ``resume`` continue from the latest one.
       guard: True checks every floating leaf of each chunk's ``out``; a callable
         ``out -> pytree`` checks what it selects; False checks nothing.
       mesh, member_axis: shard the members over this mesh axis (their number must divide evenly).
@@ -262,6 +276,9 @@ def run_population(
                     ("checkpoint_every", checkpoint_every), ("keep", keep)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    if isinstance(checkpoint_seconds, bool) or not isinstance(checkpoint_seconds, (int, float)) or not (
+            0 <= checkpoint_seconds < float("inf")):
+        raise ValueError(f"checkpoint_seconds: expected a finite number >= 0, got {checkpoint_seconds!r}")
     if callback is not None and not callable(callback):
         raise ValueError(f"callback: expected a callable (chunk, out) -> None, got {type(callback).__name__}")
     if not (isinstance(guard, bool) or callable(guard)):
@@ -281,7 +298,7 @@ def run_population(
     outs = jax.tree.map(lambda s: np.zeros((s.shape[0], num_chunks, *s.shape[1:]), s.dtype), out_shape)
     done = 0
     with Loop(total=num_chunks * steps_per_chunk, checkpoint_dir=checkpoint_dir, keep=keep, resume=resume,
-              progress=progress, desc=desc, unit=unit) as loop:
+              progress=progress, desc=desc, unit=unit, min_interval=checkpoint_seconds) as loop:
         restored = loop.restore({"state": state, "outs": outs})
         if restored is not None:
             saved = restored[0]
@@ -305,7 +322,8 @@ def run_population(
             jax.tree.map(lambda buf, o: buf.__setitem__((slice(None), c), o), outs, out)
             loop.advance(steps_per_chunk)
             if (c + 1) % checkpoint_every == 0 or c + 1 == num_chunks:
-                loop.save({"state": state, "outs": outs}, {"chunks_done": np.asarray([c + 1])}, step=c + 1)
+                loop.save({"state": state, "outs": outs}, {"chunks_done": np.asarray([c + 1])}, step=c + 1,
+                          force=c + 1 == num_chunks)
             if callback is not None:
                 callback(c, out)
     return state, outs
