@@ -38,6 +38,19 @@ def _is_key(x: Any) -> bool:
     return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def _snapshot(x: Any) -> Any:
+    """A private copy of a leaf for an asynchronous save.
+
+    Orbax writes in a background thread after `save` returns. On CPU its "copy to host" can be a
+    view of the device buffer, which the caller's next jitted step may donate and overwrite (seen:
+    NaNs in the next chunk's output). A fresh buffer with the same sharding (every process copies
+    its own shards) is never donated; numpy leaves are copied so later in-place updates do not leak.
+    """
+    if isinstance(x, jax.Array):
+        return jax.device_put(x, x.sharding, may_alias=False)
+    return np.array(x, copy=True)
+
+
 def _leaf_info(tree: Any) -> tuple[list[str], list[Any], Any]:
     """(path strings, leaves, treedef) of ``tree``."""
     with_path, treedef = jax.tree_util.tree_flatten_with_path(tree)
@@ -92,14 +105,14 @@ class Checkpoints:
     def save(self, state: Any, history: Mapping[str, np.ndarray] | None = None, *, step: int | None = None) -> None:
         """Save ``state`` (and ``history``) as checkpoint number ``step`` (default ``int(state.step)``).
 
-        Asynchronous by default: the arrays are copied to host memory before this returns (so
-        the caller may donate ``state`` right after), the files are written in the background.
+        Asynchronous by default: the leaves are copied (`_snapshot`) before this returns, so the
+        caller may donate ``state`` right after; the files are written in the background.
         """
         step = int(jax.device_get(state.step)) if step is None else int(step)
         paths, leaves, _ = _leaf_info(state)
         shapes, dtypes = zip(*(_describe(x) for x in leaves), strict=True) if leaves else ((), ())
         arrays = {
-            f"{i:06d}": (jax.random.key_data(x) if _is_key(x) else x)
+            f"{i:06d}": _snapshot(jax.random.key_data(x) if _is_key(x) else x)
             for i, x in enumerate(leaves)
             if np.size(x) > 0
         }
