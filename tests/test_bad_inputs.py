@@ -9,7 +9,6 @@ A function that takes no user input worth checking goes in its rows file's ``EXE
 from __future__ import annotations
 
 import importlib
-import inspect
 import pkgutil
 import re
 import sys
@@ -18,6 +17,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _public_api import modules_under  # noqa: E402
+from _public_api import public_functions as _public_functions  # noqa: E402
 from bad_inputs._row import Row  # noqa: E402
 
 FAMILIES = ("representation", "stats", "federated", "rl", "geometric", "quant")  # grows with the papers
@@ -40,30 +41,11 @@ ROWS, EXEMPT = _load()
 
 def paper_modules() -> list[str]:
     """Every module of the paper families (and their cores), private ones excluded."""
-    mods = []
-    for fam in FAMILIES:
-        pkg = importlib.import_module(f"zoo.{fam}")
-        mods.append(pkg.__name__)
-        for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg.__name__}."):
-            if not any(part.startswith("_") for part in info.name.split(".")):
-                mods.append(info.name)
-    return mods
+    return [m for fam in FAMILIES for m in modules_under(f"zoo.{fam}")]
 
 
 def public_functions() -> list[str]:
-    """Functions a module defines and exports: its ``__all__``, else its non-underscore functions."""
-    names = []
-    for modname in paper_modules():
-        mod = importlib.import_module(modname)
-        exported = getattr(mod, "__all__", None)
-        for name, obj in vars(mod).items():
-            if (name.startswith("_") or inspect.isclass(obj) or not callable(obj)
-                    or getattr(obj, "__module__", None) != modname):
-                continue
-            if exported is not None and name not in exported:
-                continue
-            names.append(f"{modname}.{name}")
-    return sorted(names)
+    return _public_functions(paper_modules())
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: r.id)

@@ -7,10 +7,7 @@
 - its API reference documents every public function of the library (read from the built objects inventory).
 """
 
-import importlib
-import inspect
 import os
-import pkgutil
 import posixpath
 import re
 import subprocess
@@ -19,6 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
+from _public_api import modules_under
+from _public_api import public_functions as _public_functions
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -61,26 +60,8 @@ def test_build_command_is_documented():
 
 
 def public_functions() -> list[str]:
-    """Every public function of the library, by the module that defines it: the module's ``__all__``
-    members, else its non-underscore functions (classes excluded; ``zoo.experiments`` is not API)."""
-    import zoo
-
-    modules = ["zoo"]
-    for info in pkgutil.walk_packages(zoo.__path__, prefix="zoo."):
-        parts = info.name.split(".")
-        if not any(p.startswith("_") for p in parts) and parts[1] != "experiments":
-            modules.append(info.name)
-    names = []
-    for modname in modules:
-        mod = importlib.import_module(modname)
-        exported = getattr(mod, "__all__", None)
-        for name, obj in vars(mod).items():
-            if (name.startswith("_") or inspect.isclass(obj) or not callable(obj)
-                    or getattr(obj, "__module__", None) != modname):
-                continue
-            if exported is None or name in exported:
-                names.append(f"{modname}.{name}")
-    return sorted(names)
+    """Every public function of the library (``zoo.experiments`` is not API)."""
+    return _public_functions(modules_under("zoo", skip=("zoo.experiments",)))
 
 
 def _build_site(out: Path) -> Path:

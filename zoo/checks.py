@@ -105,3 +105,29 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
     choices = tuple(choices)
     if value not in choices:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def check_float_dtype(name: str, dtype: Any, *, default: Any = float) -> Any:
+    """``dtype`` if it is a floating dtype (None: JAX's canonical ``default``); else ``ValueError``."""
+    import jax.numpy as jnp
+
+    if dtype is None:
+        return jax.dtypes.canonicalize_dtype(default)
+    try:
+        ok = jnp.issubdtype(dtype, jnp.floating)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name}: expected None or a float dtype, got {dtype!r}")
+    return dtype
+
+
+def check_tree_like(name: str, tree: Any, ref: Any, ref_name: str) -> None:
+    """``tree`` has ``ref``'s pytree structure and leaf shapes (no broadcasting); ``ValueError`` naming the leaf."""
+    if jax.tree.structure(tree) != jax.tree.structure(ref):
+        raise ValueError(f"{name}: expected the pytree structure of {ref_name} {jax.tree.structure(ref)}, "
+                         f"got {jax.tree.structure(tree)}")
+    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(tree)[0], jax.tree.leaves(ref), strict=True):
+        if np.shape(a) != np.shape(b):
+            raise ValueError(f"{name}{jax.tree_util.keystr(path)}: expected shape {np.shape(b)} (as {ref_name}), "
+                             f"got {np.shape(a)}")

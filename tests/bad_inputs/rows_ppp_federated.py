@@ -256,7 +256,7 @@ ROWS += [
           ("wrong shape", lambda: fedau.mifa_aggregate(_TABLE, {"w": jnp.zeros((2, 2))}, _ACT),
            r"deltas\['w'\]: expected leading dim 3"),
           ("mismatched tree", lambda: fedau.mifa_aggregate(_TABLE, {"v": jnp.zeros((3, 2))}, _ACT),
-           r"deltas: expected the structure of table")),
+           r"deltas: expected the pytree structure of table")),
     *rows("zoo.federated.fedau.memory_floats",
           ("bad choice", lambda: fedau.memory_floats("fedprox", _PARAMS, 3), r"weighting: expected one of"),
           ("out of range", lambda: fedau.memory_floats("fedau", _PARAMS, 0),

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.checks import check_array, check_choice, check_range, is_traced
+from zoo.checks import check_array, check_choice, check_range, check_tree_like, is_traced
 
 from . import core
 
@@ -92,7 +92,7 @@ def miner_update(grad_fn: Callable, x: Any, v: Any, index_row, count, data_x, da
     _check_grad_fn(grad_fn)
     core._check_int("local_steps", local_steps)
     core._check_int("batch_size", batch_size)
-    _check_like("v", v, x)
+    check_tree_like("v", v, x, "x")
     if not is_traced(lr):
         check_array("lr", lr, ndim=0)
     both = jax.vmap(grad_fn, in_axes=(0, None))
@@ -112,17 +112,6 @@ def miner_update(grad_fn: Callable, x: Any, v: Any, index_row, count, data_x, da
 def _check_grad_fn(grad_fn: Any) -> None:
     if not callable(grad_fn):
         raise ValueError(f"grad_fn: expected a callable (params, batch) -> grads, got {type(grad_fn).__name__}")
-
-
-def _check_like(name: str, tree: Any, ref: Any, ref_name: str = "x") -> None:
-    """``tree`` has ``ref``'s pytree structure and leaf shapes (no broadcasting)."""
-    if jax.tree.structure(tree) != jax.tree.structure(ref):
-        raise ValueError(f"{name}: expected the pytree structure of {ref_name} {jax.tree.structure(ref)}, "
-                         f"got {jax.tree.structure(tree)}")
-    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(tree)[0], jax.tree.leaves(ref)):
-        if np.shape(a) != np.shape(b):
-            raise ValueError(f"{name}{jax.tree_util.keystr(path)}: expected shape {np.shape(b)} (as {ref_name}), "
-                             f"got {np.shape(a)}")
 
 
 def anchor_update(grad_fn: Callable, x: Any, index_row, count, data_x, data_y):
@@ -159,9 +148,9 @@ def server_step(server: dict, delta_sum: Any, num_miners, dv_sum: Any, num_clien
                if not isinstance(server, dict) or k not in server]  # fmt: skip
     if missing:
         raise ValueError(f"server: expected the FedAMD server state dict, missing {missing}")
-    _check_like("server['v']", server["v"], server["params"], "server['params']")
-    _check_like("delta_sum", delta_sum, server["params"], "server['params']")
-    _check_like("dv_sum", dv_sum, server["params"], "server['params']")
+    check_tree_like("server['v']", server["v"], server["params"], "server['params']")
+    check_tree_like("delta_sum", delta_sum, server["params"], "server['params']")
+    check_tree_like("dv_sum", dv_sum, server["params"], "server['params']")
     if not is_traced(num_clients):
         check_array("num_clients", num_clients, ndim=0)
         check_range("num_clients", float(num_clients), low=1)

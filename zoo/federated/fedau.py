@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.checks import check_array, check_choice, check_range, is_traced
+from zoo.checks import check_array, check_choice, check_range, check_tree_like, is_traced
 
 from . import core
 
@@ -186,13 +186,7 @@ def _check_memory_args(table: Any, deltas: Any, active: Any) -> jax.Array:
     n = active.shape[0]
     _check_leading("table", table, n)
     _check_leading("deltas", deltas, n)
-    if jax.tree.structure(table) != jax.tree.structure(deltas):
-        raise ValueError(f"deltas: expected the structure of table {jax.tree.structure(table)}, "
-                         f"got {jax.tree.structure(deltas)}")
-    for (path, t), d in zip(jax.tree_util.tree_flatten_with_path(table)[0], jax.tree.leaves(deltas)):
-        if np.shape(t) != np.shape(d):
-            raise ValueError(f"deltas{jax.tree_util.keystr(path)}: expected shape {np.shape(t)} (as table), "
-                             f"got {np.shape(d)}")
+    check_tree_like("deltas", deltas, table, "table")
     return active
 
 

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.checks import check_array, check_range, is_traced
+from zoo.checks import check_array, check_float_dtype, check_range, is_traced
 from zoo.quant.core import QParams, QuantSpec, _fdtype, _qparams_2d, check_weight
 
 
@@ -64,13 +64,7 @@ def hessian_init(K: int, dtype=None) -> tuple[jax.Array, jax.Array]:
     JAX's default float; `hessian_update` promotes it to the inputs' float dtype)."""
     if isinstance(K, bool) or not isinstance(K, int | np.integer) or K < 1:
         raise ValueError(f"K: expected a positive int, got {K!r}")
-    dtype = jax.dtypes.canonicalize_dtype(float) if dtype is None else dtype
-    try:
-        ok = jnp.issubdtype(dtype, jnp.floating)
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ValueError(f"dtype: expected a float dtype, got {dtype!r}")
+    dtype = check_float_dtype("dtype", dtype)
     return jnp.zeros((K, K), dtype), jnp.zeros((), jnp.int32)
 
 

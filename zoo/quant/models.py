@@ -39,21 +39,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from zoo.checks import check_array, check_range, is_traced
+from zoo.checks import check_array, check_float_dtype, check_range, is_traced
 from zoo.quant.core import _fdtype
 
 # ------------------------------------------------------------------------------------- checks
 
 
 def _float(dtype):
-    dtype = jax.dtypes.canonicalize_dtype(float) if dtype is None else dtype
-    try:
-        ok = jnp.issubdtype(dtype, jnp.floating)
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ValueError(f"dtype: expected None or a float dtype, got {dtype!r}")
-    return dtype
+    return check_float_dtype("dtype", dtype)
 
 
 def _check_feat(name: str, x, d: int | None, ndim=None, finite: bool = False) -> None:

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.checks import check_array, check_choice, is_traced
+from zoo.checks import check_array, check_choice, check_float_dtype, is_traced
 from zoo.quant.core import (
     QParams,
     QuantSpec,
@@ -461,12 +461,7 @@ def dequantize_params(params: Any, dtype: Any = None) -> Any:
     """Replace every `QuantizedLinear` leaf by ``dequantize_linear(leaf).astype(dtype)`` (None: keep the
     dequantized float dtype, that of the scales promoted to at least float32)."""
     if dtype is not None:
-        try:
-            ok = jnp.issubdtype(dtype, jnp.floating)
-        except TypeError:
-            ok = False
-        if not ok:
-            raise ValueError(f"dtype: expected None or a float dtype, got {dtype!r}")
+        check_float_dtype("dtype", dtype)
     return jax.tree_util.tree_map(
         lambda x: (dequantize_linear(x) if dtype is None else dequantize_linear(x).astype(dtype))
         if isinstance(x, QuantizedLinear) else x,

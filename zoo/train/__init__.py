@@ -15,7 +15,7 @@ from . import distributed
 from .checkpoint import Checkpoints
 from .loop import fit
 from .population import make_run, population
-from .runner import Loop, NonFiniteError, checkpoint_path, chunks_of, run_population, run_population_once
+from .runner import Loop, NonFiniteError, run_population, run_population_once
 from .sharding import batch_sharding, data_parallel_step, make_mesh, replicate, replicated, shard_batch
 from .state import TrainState
 from .step import make_scan_steps, make_step, scan_steps, train_step
@@ -26,8 +26,6 @@ __all__ = [
     "NonFiniteError",
     "TrainState",
     "batch_sharding",
-    "checkpoint_path",
-    "chunks_of",
     "data_parallel_step",
     "distributed",
     "fit",

@@ -30,7 +30,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -371,15 +370,3 @@ class _Once:
 
     def __hash__(self):
         return hash((_Once, id(self.run_fn)))
-
-
-def chunks_of(num_steps: int, steps_per_chunk: int) -> int:
-    """The number of chunks of ``steps_per_chunk`` in ``num_steps`` (which it must divide)."""
-    if steps_per_chunk < 1 or num_steps % steps_per_chunk:
-        raise ValueError(f"steps_per_chunk: expected a positive divisor of {num_steps}, got {steps_per_chunk}")
-    return num_steps // steps_per_chunk
-
-
-def checkpoint_path(root: str | os.PathLike | None, name: str) -> Path | None:
-    """``root/name`` (None when ``root`` is None): one checkpoint directory per phase of a run."""
-    return None if root is None else Path(root) / name
