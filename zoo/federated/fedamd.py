@@ -269,7 +269,10 @@ def init_bullseyes(state: core.SimState, loss_fn: Callable, data: core.Federated
     if not isinstance(data, core.FederatedData):
         raise ValueError(f"data: expected a core.FederatedData, got {type(data).__name__}")
     grad_fn = jax.grad(loss_fn)
-    x0 = state.server["params"]
+    # The barrier keeps XLA from seeing x0 as a compile-time constant: on JAX 0.10.2 CPU, per-sample
+    # gradients of a softmax loss at constant zero params came out NaN in about 1 of 15 fresh
+    # compilations (a nondeterministic miscompile; 0 of 100 with the barrier).
+    x0 = jax.lax.optimization_barrier(state.server["params"])
     table = jax.vmap(lambda row, c: anchor_update(grad_fn, x0, row, c, data.x, data.y))(data.index, data.count)
     v = jax.tree.map(lambda t: t.mean(0), table)
     return state._replace(server={**state.server, "v": v}, clients={"table": table})
