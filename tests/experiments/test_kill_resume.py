@@ -36,8 +36,9 @@ def test_sigkill_then_resume_matches_uninterrupted(name, tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     args = ["run", name, "--size", "test", "--no-progress", *CASES[name]]
     ref, run = tmp_path / "ref", tmp_path / "run"
-    subprocess.run([*ZOO, *args, "--out", str(ref), "--checkpoint-every", "1000"], env=env, check=True,
-                   capture_output=True, timeout=300)
+    first = subprocess.run([*ZOO, *args, "--out", str(ref), "--checkpoint-every", "1000"], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
     proc = subprocess.Popen([*ZOO, *args, "--out", str(run), "--checkpoint-seconds", "0"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
