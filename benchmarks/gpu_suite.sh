@@ -5,7 +5,7 @@
 # does not stop the others. Per-benchmark limits: LIMIT_<name>=seconds (default BENCH_LIMIT, 150). Install first: pip install --no-deps --no-build-isolation -e .
 set -u
 out=${1:-bench_out}; shift || true
-benches=${*:-kmeans fused_logprob dequant_matmul ponita_conv}
+benches=${*:-kmeans fused_logprob dequant_matmul ponita_conv pair_loss}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
