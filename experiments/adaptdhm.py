@@ -13,7 +13,8 @@ Per-step training time: one member of each method, jitted step, same batch, the 
 ``timing_steps`` steps after warm-up, the methods interleaved step by step, measured in the same run.
 
 Claims (paired by seed; `zoo.claims.paired_summary`):
-  1. AdaptDHM (K = 3) test AUC >= its single-cluster version (K = 1) + ``AUC_GAIN_MIN``;
+  1. AdaptDHM (K = 3) test AUC >= its single-cluster version (K = 1) + ``AUC_GAIN_MIN``, with the
+     paired 95% interval above 0;
   2. |AdaptDHM - oracle| AUC <= ``ORACLE_GAP_MAX``;
   3. AdaptDHM per-step time <= ``TIME_RATIO_MAX`` × STAR's (M = 9 towers), CPU, same batch and widths.
   Reported, not gated: AUC differences against DNN / shared-bottom / MMoE / STAR, NMI and adjusted Rand
@@ -321,7 +322,10 @@ def run(cfg: AdaptDHMExperimentConfig, ctx: RunContext) -> Outcome:
     details["paired_adaptdhm_minus"] = paired
     checks = {}
     if "adaptdhm_k1" in paired:
-        checks["gain_vs_k1"] = paired["adaptdhm_k1"]["mean"] >= AUC_GAIN_MIN
+        # the seeds must resolve the gain (DESIGN, "Claims"): the mean clears the threshold and the
+        # paired 95% interval excludes 0
+        checks["gain_vs_k1"] = (paired["adaptdhm_k1"]["mean"] >= AUC_GAIN_MIN
+                                and paired["adaptdhm_k1"]["ci_low"] > 0)
     if "oracle" in paired:
         checks["oracle_gap"] = abs(paired["oracle"]["mean"]) <= ORACLE_GAP_MAX
     if "star" in times and np.isfinite(times["star"]):
@@ -344,7 +348,7 @@ register(
         claim=CLAIM,
         sizes=SIZES,
         run=run,
-        default_seeds=5,
+        default_seeds=10,  # 5 did not resolve claim 1 (see the page's claim history)
         resumable=True,
     )
 )
