@@ -100,21 +100,24 @@ def test_wrong_permutation_changes_function(mlp):
 
 
 def test_cnn_and_transformer_permutations_preserve_function():
+    # jitted once each: eager flax applies of these tiny nets cost tens of seconds of per-op compiles
+    permute = jax.jit(lambda spec, key, p: core.apply_permutation(spec, core.random_perms(key, spec, p), p),
+                      static_argnums=0)
     cnn = _CNN()
     x = jax.random.normal(jax.random.key(0), (2, 6, 6, 3))
-    p = cnn.init(jax.random.key(1), x)["params"]
+    p = jax.jit(cnn.init)(jax.random.key(1), x)["params"]
+    apply = jax.jit(cnn.apply)
     spec = core.cnn_spec(2, 2, norm="layernorm")
-    pr = core.random_perms(jax.random.key(2), spec, p)
-    np.testing.assert_allclose(cnn.apply({"params": core.apply_permutation(spec, pr, p)}, x), cnn.apply({"params": p}, x),
+    np.testing.assert_allclose(apply({"params": permute(spec, jax.random.key(2), p)}, x), apply({"params": p}, x),
                                atol=1e-5)
     gpt = _GPT()
     tok = jax.random.randint(jax.random.key(3), (2, 5), 0, 11)
-    p = gpt.init(jax.random.key(4), tok)["params"]
+    p = jax.jit(gpt.init)(jax.random.key(4), tok)["params"]
+    apply = jax.jit(gpt.apply)
     for kw in ({}, {"head_perms": True}):
         spec = core.transformer_spec(2, **kw)
-        pr = core.random_perms(jax.random.key(5), spec, p)
-        out = gpt.apply({"params": core.apply_permutation(spec, pr, p)}, tok)
-        np.testing.assert_allclose(out, gpt.apply({"params": p}, tok), atol=1e-4)
+        out = apply({"params": permute(spec, jax.random.key(5), p)}, tok)
+        np.testing.assert_allclose(out, apply({"params": p}, tok), atol=1e-4)
     assert "P_qk_0" not in core.transformer_spec(1, rope=True).perm_names
     with pytest.raises(ValueError, match="qk_perms"):
         core.transformer_spec(1, rope=True, qk_perms=True)
