@@ -12,12 +12,16 @@ import pytest
 from zoo.routing import adaptdhm as ad
 
 VOCAB = (7, 5, 3)  # two fields and the domain (3 domains)
+# jitted with the (hashable) config static: eager calls of these small nets cost seconds of per-op compiles
+INIT = jax.jit(ad.init, static_argnums=1)
+APPLY = jax.jit(ad.apply, static_argnums=3, static_argnames=("train",))
+LOSS = jax.jit(ad.loss_fn, static_argnums=3)
 
 
 @pytest.fixture(scope="module")
 def setup():
     cfg = ad.CTRConfig(vocab_sizes=VOCAB, emb_dim=2, hidden=(5, 4), K=3)
-    params, state = ad.init(jax.random.key(0), cfg)
+    params, state = INIT(jax.random.key(0), cfg)
     rng = np.random.default_rng(0)
     x = np.stack([rng.integers(0, v, 12) for v in VOCAB], 1).astype(np.int32)
     return cfg, params, state, x
@@ -68,22 +72,22 @@ def test_towers_against_plain_mlps(setup):
 def test_single_cluster_is_a_dnn_and_grads_follow_the_selected_tower(setup):
     cfg, params, state, x = setup
     c1 = dataclasses.replace(cfg, K=1)
-    p1, s1 = ad.init(jax.random.key(1), c1)
-    logit, aux, _ = ad.apply(p1, s1, x, c1, train=True)
+    p1, s1 = INIT(jax.random.key(1), c1)
+    logit, aux, _ = APPLY(p1, s1, x, c1, train=True)
     ws = [np.asarray(s["w"]) * np.asarray(c["w"][0]) for s, c in zip(p1["shared"], p1["cluster"])]
     np.testing.assert_allclose(logit, _mlp(np.asarray(ad.embed(p1, x, c1)), ws), rtol=1e-5, atol=1e-6)
     assert np.all(aux["assign"] == 0)
     # embedding gradients are those of the selected tower only
     y = (np.arange(12) % 2).astype(np.int32)
     assign = ad.route(state, ad.embed(params, x, cfg), cfg, train=True)[0]
-    g = jax.grad(lambda p: ad.loss_fn(p, state, {"x": x, "y": y}, cfg)[0])(params)
+    g = jax.jit(jax.grad(lambda p: ad.loss_fn(p, state, {"x": x, "y": y}, cfg)[0]))(params)
 
     def masked(p):
         logits = ad.towers_logits(p, ad.embed(p, x, cfg))
         lg = jnp.sum(logits * jax.nn.one_hot(assign, 3), 1)
         return jnp.mean(jnp.maximum(lg, 0) - lg * y + jnp.log1p(jnp.exp(-jnp.abs(lg))))
 
-    g2 = jax.grad(masked)(params)
+    g2 = jax.jit(jax.grad(masked))(params)
     for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g2)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     assert "centers" not in jax.tree.leaves(g)  # the centres are state, never trained
@@ -95,18 +99,18 @@ def test_baselines_run_and_bce(setup):
     cluster = x[:, -1] % 2
     for model in ("dnn", "shared_bottom", "mmoe", "star", "oracle"):
         c = dataclasses.replace(cfg, model=model, K=2)
-        p, s = ad.init(jax.random.key(2), c)
-        loss, (m, _) = ad.loss_fn(p, s, {"x": x, "y": y, "cluster": cluster}, c)
-        logit = ad.apply(p, s, x, c, cluster=cluster)[0]
+        p, s = INIT(jax.random.key(2), c)
+        loss, (m, _) = LOSS(p, s, {"x": x, "y": y, "cluster": cluster}, c)
+        logit = APPLY(p, s, x, c, cluster=cluster)[0]
         prob = 1 / (1 + np.exp(-np.asarray(logit, np.float64)))
         bce = -np.mean(y * np.log(prob) + (1 - y) * np.log(1 - prob))
         assert loss == pytest.approx(bce, rel=1e-5), model
     # shared-bottom picks the tower of the sample's domain
     c = dataclasses.replace(cfg, model="shared_bottom")
-    p, s = ad.init(jax.random.key(3), c)
+    p, s = INIT(jax.random.key(3), c)
     x2 = x.copy()
     x2[:, -1] = (x[:, -1] + 1) % 3
-    assert not np.allclose(ad.apply(p, s, x, c)[0], ad.apply(p, s, x2, c)[0])
+    assert not np.allclose(APPLY(p, s, x, c)[0], APPLY(p, s, x2, c)[0])
 
 
 def test_metrics_match_sklearn():
