@@ -21,7 +21,7 @@ from _public_api import modules_under  # noqa: E402
 from _public_api import public_functions as _public_functions  # noqa: E402
 from bad_inputs._row import Row  # noqa: E402
 
-FAMILIES = ("representation", "stats", "federated", "rl", "geometric", "quant", "choice", "weightspace", "routing")  # grows with the papers
+FAMILIES = ("representation", "stats", "federated", "rl", "geometric", "quant", "choice", "weightspace", "routing", "generative")  # grows with the papers
 
 def _load() -> tuple[list[Row], dict[str, str]]:
     import bad_inputs

@@ -1,0 +1,2 @@
+"""Diffusion forecasting: a conditional DDPM/DDIM core (``diffusion``), CogDPM precision-weighted guidance
+(``cogdpm``), and forecast metrics (``metrics``)."""
