@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo.checks import check_array, check_choice, check_range, is_traced
+from zoo.choice import core as choice_core
 
 __all__ = [
     "Instance",
@@ -236,8 +237,7 @@ def biased_log_weights(inst: Instance, delta, disadvantaged: int = 1) -> jax.Arr
 def _sample(key, log_w, n, model, phi):
     m = log_w.shape[0]
     if model == "pl":
-        z = log_w[None, :] + jax.random.gumbel(key, (n, m), log_w.dtype)
-        order = jnp.argsort(-z, axis=1)
+        order = choice_core.sample_plackett_luce(key, log_w, n)  # Gumbel-sort, shared with the family
     else:
         centre = jnp.argsort(-log_w)
         # insert the i-th central item at slot j in 0..i with prob ~ phi^(i - j) (j = i: at the end)
@@ -256,7 +256,7 @@ def _sample(key, log_w, n, model, phi):
             return jax.lax.scan(step, jnp.full((m,), -1, jnp.int32), (jnp.arange(m), sl.astype(jnp.int32)))[0]
 
         order = jax.vmap(build)(slots)
-    return jnp.argsort(order, axis=1).astype(jnp.int32)
+    return choice_core.invert_permutation(order.astype(jnp.int32))  # order -> positions
 
 
 def sample_positions(key, log_w, n: int, model: str = "pl", phi: float | None = None) -> jax.Array:
