@@ -1,5 +1,6 @@
 """JAX's multi-process runtime: two CPU processes on localhost train a population sharded over a
-2-process mesh and match one process; a checkpoint written by two processes resumes in one.
+2-process mesh, and a single run whose batches are split over both (data parallel), and match one
+process; a checkpoint written by two processes resumes in one.
 
 "Match" is to float32 rounding, not bit for bit: each process compiles the vmapped program for its 2
 members rather than 4, and XLA may order a batched matmul's sums differently for another batch size.
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 WORKER = str(Path(__file__).with_name("_dist_worker.py"))
+FIT_WORKER = str(Path(__file__).with_name("_dist_fit_worker.py"))
 
 
 def _port() -> int:
@@ -23,10 +25,10 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _run(out, ckpt, n, *extra, expect=0):
+def _run(out, ckpt, n, *extra, expect=0, worker=WORKER):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
     port = str(_port())
-    procs = [subprocess.Popen([sys.executable, WORKER, str(out), str(ckpt), str(n), str(i), port, *map(str, extra)],
+    procs = [subprocess.Popen([sys.executable, worker, str(out), str(ckpt), str(n), str(i), port, *map(str, extra)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for i in range(n)]
     logs = [p.communicate(timeout=240)[0] for p in procs]
@@ -56,3 +58,19 @@ def test_checkpoint_of_two_processes_resumes_in_one(tmp_path, single):
     one = np.load(tmp_path / "out.npz")
     for k in ("loss", "w"):
         np.testing.assert_allclose(one[k], single[k], rtol=1e-5, atol=1e-6)
+
+
+def test_data_parallel_fit_over_two_processes_matches_one_and_resumes_in_one(tmp_path):
+    """fit(mesh=...) over a 2-process mesh: each process holds half of every batch (the worker
+    checks its shards); the all-reduced run matches one process, and its step-10 checkpoint
+    resumes in one process to the same end."""
+    _run(tmp_path / "one.npz", "-", 1, 20, worker=FIT_WORKER)
+    _run(tmp_path / "two.npz", tmp_path / "ckpt2", 2, 20, worker=FIT_WORKER)
+    _run(tmp_path / "half.npz", tmp_path / "ckpt", 2, 10, worker=FIT_WORKER)  # stops at the step-10 checkpoint
+    _run(tmp_path / "resumed.npz", tmp_path / "ckpt", 1, 20, worker=FIT_WORKER)
+    one, two, resumed = (np.load(tmp_path / f) for f in ("one.npz", "two.npz", "resumed.npz"))
+    assert int(two["step"]) == int(resumed["step"]) == 20
+    for k in ("loss", "w"):
+        np.testing.assert_allclose(two[k], one[k], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(resumed[k], one[k], rtol=1e-5, atol=1e-6)
+    assert sorted(os.listdir(tmp_path / "ckpt2")) == ["10", "20"]

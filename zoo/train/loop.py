@@ -202,15 +202,16 @@ def fit(
     batch_sharding = None
     if mesh is not None:
         from .sharding import batch_sharding as _bs
-        from .sharding import replicated
+        from .sharding import put, replicated
 
         target = replicated(mesh)
         batch_sharding = _bs(mesh, data_axis)
     # The loop donates its own copy. It is committed to its devices, like a restored checkpoint,
     # so that a resumed run hits the same compiled chunks (jit's cache keys on committedness).
-    state = jax.tree.map(
-        lambda x: jax.device_put(x, target if mesh is not None else x.sharding, may_alias=False), state
-    )
+    if mesh is not None:
+        state = put(state, target, may_alias=False)
+    else:
+        state = jax.tree.map(lambda x: jax.device_put(x, x.sharding, may_alias=False), state)
 
     with Loop(total=num_steps, checkpoint_dir=checkpoint_dir, keep=keep, resume=resume, progress=progress,
               desc="fit", unit="step") as loop:

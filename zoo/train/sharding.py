@@ -10,6 +10,12 @@ single-device training on the whole batch:
 
 `data_parallel_step` is the per-batch step; `zoo.train.fit(..., mesh=mesh)` runs scanned chunks
 the same way. On CPU, test with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
+
+Across processes (after `zoo.train.distributed.initialize`, with a mesh over every process's
+devices): every process runs the same program on the same host values (same seeds, same data),
+and `put` builds each global array from the shards this process holds, so `replicate`,
+`shard_batch` and ``fit(..., mesh=...)`` work unchanged. Each process then computes the gradient
+of its part of every batch and XLA's all-reduce crosses the processes.
 """
 
 from __future__ import annotations
@@ -47,6 +53,27 @@ def _check_axis(mesh: Mesh, axis: str) -> None:
         raise ValueError(f"axis: expected one of the mesh's axes {mesh.axis_names}, got {axis!r}")
 
 
+def put(tree: Any, sharding: jax.sharding.Sharding, *, may_alias: bool | None = None) -> Any:
+    """Every leaf of ``tree`` placed with ``sharding``, also when it spans several processes.
+
+    Within one process this is ``jax.device_put``. When ``sharding`` has devices of other
+    processes, every process must call it with the same host value: this process's shards are
+    cut from it (``jax.make_array_from_callback``); PRNG key leaves go through their key data.
+    """
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding, may_alias=may_alias)
+
+    def leaf(x):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(leaf(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+        if isinstance(x, jax.Array) and x.sharding == sharding:
+            return jax.device_put(x, sharding, may_alias=may_alias)
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(leaf, tree)
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     """The sharding that puts a full copy of an array on every device of ``mesh``."""
     return NamedSharding(mesh, P())
@@ -62,7 +89,7 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     """Copy every leaf of ``tree`` to every device of ``mesh``."""
     if not isinstance(mesh, Mesh):
         raise ValueError(f"mesh: expected a jax.sharding.Mesh, got {type(mesh).__name__}")
-    return jax.device_put(tree, replicated(mesh))
+    return put(tree, replicated(mesh))
 
 
 def shard_batch(batch: Any, mesh: Mesh, axis: str = "data") -> Any:
@@ -79,7 +106,7 @@ def shard_batch(batch: Any, mesh: Mesh, axis: str = "data") -> Any:
                 f"batch{jax.tree_util.keystr(path)}: expected a leading axis divisible by the {n} devices of "
                 f"mesh axis {axis!r}, got shape {shape}"
             )
-    return jax.device_put(batch, batch_sharding(mesh, axis))
+    return put(batch, batch_sharding(mesh, axis))
 
 
 def data_parallel_step(
