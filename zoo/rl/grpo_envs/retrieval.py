@@ -17,7 +17,7 @@ Per query (dimension D, M candidates):
 - `generate(seed, n, cfg)` -> numpy arrays ``q f32[n, D]``, ``docs f32[n, M, D]``, ``grades i32[n, M]``,
   ``relevance f32[n, M]`` (the latent ``a``), ``retriever f32[n, M]`` (the first-stage dot product ``q·d``).
 - `make_dataset(seed, n, cfg)` -> the same arrays as a cached ``datasets.Dataset`` (``datasets`` imported lazily).
-- `reward(scores, grades, k)` -> NDCG@k per query (vectorised; delegates to `zoo.rl.grouprank.ndcg_at_k`).
+- `reward(scores, grades, k)` -> NDCG@k per query (vectorised; delegates to `zoo.rl.ranking.ndcg_at_k`).
 
 Choices that are ours: the forced relevant candidate draws ``a ~ U(0.01, 1)``; the retriever score is
 the raw dot product.
@@ -30,6 +30,7 @@ import dataclasses
 import numpy as np
 
 from zoo.checks import check_array, check_range
+from zoo.rl.ranking import ndcg_at_k
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -114,6 +115,4 @@ def make_dataset(seed: int, n: int, cfg: RetrievalConfig = RetrievalConfig(), *,
 
 def reward(scores, grades, k: int | None = None):
     """NDCG@k of ``scores: f32[..., M]`` against ``grades: i32[..., M]`` (k = M by default) -> ``f32[...]``."""
-    from zoo.rl.grouprank import ndcg_at_k
-
     return ndcg_at_k(scores, grades, np.shape(grades)[-1] if k is None else k)
