@@ -191,8 +191,11 @@ def _paired_t(d: np.ndarray) -> float:
     return float(np.mean(d) / (np.std(d, ddof=1) / math.sqrt(d.size)))
 
 
-def _run_setting(cfg: PrestoExperimentConfig, seeds, *, design, dev_prob, intercepts, progress=False) -> dict:
-    """Generate the replicates of one synthetic setting and score the three methods."""
+def _run_setting(cfg: PrestoExperimentConfig, seeds, *, design, dev_prob, intercepts, ctx: RunContext) -> dict:
+    """Generate the replicates of one synthetic setting and score the three methods.
+
+    Each chunk of replicates is one `RunContext.cached` phase, so ``--resume`` skips finished chunks.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -209,15 +212,23 @@ def _run_setting(cfg: PrestoExperimentConfig, seeds, *, design, dev_prob, interc
     for start in range(0, len(seeds), cfg.chunk):
         part = data[start:start + cfg.chunk]
         part_seeds = seeds[start:start + cfg.chunk]
-        X = jnp.asarray(np.stack([d["x"] for d in part]))
-        y = jnp.asarray(np.stack([d["y"] for d in part]))
-        folds = jnp.stack([pr.draw_fold_ids(jax.random.key(s), d["y"], cfg.n_folds, K)
-                           for s, d in zip(part_seeds, part)])
-        t0 = time.perf_counter()
-        pres, po, lr = _methods_batch(X, y, folds, cfg, K, cfg.n_lambda, cfg.min_ratio)
-        p_pres, p_po, p_lr = _rare_probs(X, pres, po, lr)
-        if progress:
-            print(f"  replicates {start}..{start + len(part) - 1}: {time.perf_counter() - t0:.1f} s", flush=True)
+
+        def fit(part=part, part_seeds=part_seeds, start=start):
+            X = jnp.asarray(np.stack([d["x"] for d in part]))
+            y = jnp.asarray(np.stack([d["y"] for d in part]))
+            folds = jnp.stack([pr.draw_fold_ids(jax.random.key(s), d["y"], cfg.n_folds, K)
+                               for s, d in zip(part_seeds, part)])
+            t0 = time.perf_counter()
+            pres, po, lr = _methods_batch(X, y, folds, cfg, K, cfg.n_lambda, cfg.min_ratio)
+            p_pres, p_po, p_lr = _rare_probs(X, pres, po, lr)
+            ctx.note(f"  replicates {start}..{start + len(part) - 1}: {time.perf_counter() - t0:.1f} s")
+            keep = ("cv_table", "lambdas", "lam_index", "lam_star", "path_iters", "path_converged", "alpha", "B")
+            return {"p_presto": p_pres, "p_po": p_po, "p_logistic": p_lr, **{k: pres[k] for k in keep}}
+
+        icpt = "_".join(f"{b:g}" for b in intercepts)
+        c = ctx.cached(f"replicates/{design}_dev{dev_prob:g}_icpt{icpt}_from{start}", fit)
+        p_pres, p_po, p_lr = c["p_presto"], c["p_po"], c["p_logistic"]
+        pres = c
         true = np.stack([d["probs"][:, -1] for d in part])
         mse["presto"] += np.mean((p_pres - true) ** 2, axis=1).tolist()
         mse["po"] += np.mean((p_po - true) ** 2, axis=1).tolist()
@@ -373,15 +384,14 @@ def run(cfg: PrestoExperimentConfig, ctx: RunContext) -> Outcome:
     seeds = list(ctx.seeds[: cfg.max_replicates] if cfg.max_replicates else ctx.seeds)
     t0 = time.perf_counter()
     with jax.enable_x64(True):
-        main = _run_setting(cfg, seeds, design=cfg.design, dev_prob=cfg.dev_prob, intercepts=cfg.intercepts,
-                            progress=ctx.progress)
+        main = _run_setting(cfg, seeds, design=cfg.design, dev_prob=cfg.dev_prob, intercepts=cfg.intercepts, ctx=ctx)
         t_main = time.perf_counter() - t0
         grid = []
         if cfg.paper_grid:
             for design, s, icpt in PAPER_SETTINGS:
                 if (design, s, tuple(icpt)) == (cfg.design, cfg.dev_prob, tuple(cfg.intercepts)):
                     continue
-                res = _run_setting(cfg, seeds, design=design, dev_prob=s, intercepts=icpt, progress=ctx.progress)
+                res = _run_setting(cfg, seeds, design=design, dev_prob=s, intercepts=icpt, ctx=ctx)
                 res.pop("_cv_curves")
                 res.pop("per_replicate")
                 grid.append(res)
@@ -433,5 +443,6 @@ register(
         sizes=SIZES,
         run=run,
         default_seeds=50,
+        resumable=True,  # every chunk of replicates of every setting is a ctx.cached phase
     )
 )

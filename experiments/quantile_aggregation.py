@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import time
 from typing import Literal
 
@@ -275,20 +274,11 @@ def _prepare(x, y, cfg: QAExperimentConfig, seeds) -> dict:
     return {"splits": splits, "xtr": xtr, "xte": xte, "ytr": ytr, "yte": yte}
 
 
-def _save_npz(path, **arrays) -> None:
-    """Write ``path`` atomically (a temporary file renamed on completion)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
-
-
 def _base_predictions(prep: dict, cfg: QAExperimentConfig, seeds, ctx: RunContext, set_name: str) -> dict:
     """``{model: (oof f[S, n, m], test f[S, n_test, m])}`` for every model of ``cfg.all_base_models``.
 
-    Each (seed, model) is saved under ``out/checkpoints/base_models`` once fitted; a resumed run
-    loads it instead of fitting again.
+    Each (seed, model) is a `RunContext.cached` phase (``checkpoints/base_models/...``): a resumed
+    run loads it instead of fitting again.
     """
     import jax
 
@@ -296,7 +286,6 @@ def _base_predictions(prep: dict, cfg: QAExperimentConfig, seeds, ctx: RunContex
 
     taus = cfg.taus
     names = cfg.all_base_models
-    root = ctx.out_dir / "checkpoints" / "base_models" if ctx.checkpoints else None
     oof = {b: [] for b in names}
     test = {b: [] for b in names}
     for i, s in enumerate(seeds):
@@ -304,19 +293,16 @@ def _base_predictions(prep: dict, cfg: QAExperimentConfig, seeds, ctx: RunContex
         key = jax.random.key(s)
         fold = qb.kfold_ids(jax.random.fold_in(key, 1), prep["ytr"].shape[1], cfg.n_folds)
         for j, name in enumerate(names):
-            path = None if root is None else root / f"{set_name}_seed{s}_{name}.npz"
-            if ctx.resume and path is not None and path.exists():
-                with np.load(path) as z:
-                    zo, zt = z["oof"], z["test"]
-            else:
+
+            def fit(i=i, j=j, name=name):
                 tm = time.perf_counter()
                 r = qb.oof_predictions(_base_model(name, cfg), prep["xtr"][i], prep["ytr"][i], taus, folds=fold,
                                        key=jax.random.fold_in(key, 10 + j), X_test=prep["xte"][i])  # fmt: skip
-                zo, zt = np.asarray(r["oof"]), np.asarray(r["test"])
                 fitted.append(f"{name} {time.perf_counter() - tm:.1f} s")
-                if path is not None:
-                    _save_npz(path, oof=zo, test=zt)
-            oof[name].append(zo), test[name].append(zt)
+                return {"oof": r["oof"], "test": r["test"]}
+
+            z = ctx.cached(f"base_models/{set_name}_seed{s}_{name}", fit)
+            oof[name].append(z["oof"]), test[name].append(z["test"])
         what = f"fitted {', '.join(fitted)}" if fitted else "restored"
         ctx.note(f"  {set_name} seed {s}: base models {what} (total {time.perf_counter() - t:.1f} s)")
     return {b: (np.stack(oof[b]), np.stack(test[b])) for b in names}

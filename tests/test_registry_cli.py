@@ -134,3 +134,26 @@ def test_resume_reuses_latest_dir_and_checks_settings(tmp_path, monkeypatch, cap
     assert "another seeds" in capsys.readouterr().err
     assert cli.main(["run", "_dummy/resumable", "--size", "test", "--out", str(first)]) == 2
     assert "holds checkpoints" in capsys.readouterr().err
+
+
+def test_cached_phase_is_computed_once_and_restored_on_resume(tmp_path):
+    import numpy as np
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"a": np.arange(3.0), "b": np.array([[1, 2]])}
+
+    ctx = registry.RunContext(out_dir=tmp_path, seeds=(0,), size="test")
+    first = ctx.cached("phase/x", compute)
+    assert (tmp_path / "checkpoints" / "phase" / "x.npz").exists()
+    assert not list((tmp_path / "checkpoints" / "phase").glob("*.tmp"))  # written atomically
+    again = ctx.cached("phase/x", compute)  # a new run (no resume) computes again
+    resumed = dataclasses.replace(ctx, resume=True).cached("phase/x", compute)  # a resumed run restores
+    assert len(calls) == 2
+    for got in (again, resumed):
+        assert set(got) == {"a", "b"} and all(np.array_equal(got[k], first[k]) for k in first)
+    off = dataclasses.replace(ctx, checkpoints=False, resume=True, out_dir=tmp_path / "off")
+    off.cached("phase/x", compute)
+    assert len(calls) == 3 and not (tmp_path / "off").exists()

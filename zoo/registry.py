@@ -17,6 +17,7 @@ import datetime as _dt
 import importlib
 import json
 import math
+import os
 import pkgutil
 import platform
 import time
@@ -25,6 +26,8 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 SIZES = ("test", "quick", "paper")
 
@@ -65,6 +68,26 @@ class RunContext:
         }
         kw.update(overrides)
         return kw
+
+    def cached(self, name: str, compute: Callable[[], Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        """A host-side phase (a sweep cell, a chunk of replicates, a fitted base model) computed once.
+
+        ``compute()`` returns a flat dict of arrays. With checkpoints on, it is saved atomically (a
+        temporary file renamed on completion) as ``out_dir/checkpoints/<name>.npz``; a resumed run
+        loads that file instead of calling ``compute`` again. Returns the arrays as numpy.
+        """
+        path = (self.out_dir / "checkpoints" / f"{name}.npz") if self.checkpoints else None
+        if self.resume and path is not None and path.exists():
+            with np.load(path) as z:
+                return {k: z[k] for k in z.files}
+        arrays = {k: np.asarray(v) for k, v in dict(compute()).items()}
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        return arrays
 
     def note(self, message: str) -> None:
         """Print a progress line (phases that are not training: evaluation sweeps, GPTQ over layers)."""
